@@ -4,21 +4,8 @@ carries findings as failures and our own trouble as errors."""
 import json
 from pathlib import Path
 
-import pytest
-
 from harness.report import RunReport
-
-SCHEMA = Path(__file__).resolve().parents[1].parent / "shared" / "schemas" / "junit-10.xsd"
-
-
-def validate(xml_path: Path):
-    etree = pytest.importorskip("lxml.etree", reason="lxml (pip extra 'test') validates junit.xml")
-    if not SCHEMA.is_file():
-        pytest.skip(f"JUnit schema not found at {SCHEMA} (../shared/schemas/junit-10.xsd)")
-    schema = etree.XMLSchema(etree.parse(str(SCHEMA)))
-    doc = etree.parse(str(xml_path))
-    assert schema.validate(doc), schema.error_log
-    return doc
+from junit_schema import validate
 
 
 def test_report_validates_with_failure_error_and_nasty_text(tmp_path):

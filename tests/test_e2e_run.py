@@ -1,0 +1,157 @@
+"""End to end: `kstress run` builds the default kernel (Debian's 6.12),
+boots it in QEMU, runs the migration/fork stressor and reports.
+
+These tests build and boot real kernels: minutes, not seconds. They share
+the kernel cache of the session (tests/conftest.py: kernel_cache), so the
+planted-bug kernel is an incremental rebuild of the clean one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.build import DEFAULT_SOURCE
+
+from junit_schema import validate
+
+REPO = Path(__file__).resolve().parents[1]
+PLANTED = REPO / "tests" / "data" / "planted" / "swapops-unlock-before-remove-ptes.patch"
+QUICK = REPO / "configs" / "quick.yaml"
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(not DEFAULT_SOURCE.exists(),
+                       reason=f"needs the kernel source {DEFAULT_SOURCE} (Debian package linux-source-6.12)"),
+    pytest.mark.skipif(subprocess.run(["which", "qemu-system-x86_64"], capture_output=True).returncode != 0,
+                       reason="needs qemu-system-x86_64 (Debian package qemu-system-x86)"),
+]
+
+
+def kstress(args, cache: Path, timeout=1800, **kw) -> subprocess.CompletedProcess:
+    env = dict(os.environ, KSTRESS_CACHE=str(cache))
+    return subprocess.run([sys.executable, "-m", "harness", *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=timeout, **kw)
+
+
+def run_dir_of(results: Path) -> Path:
+    dirs = [d for d in results.iterdir() if d.is_dir()]
+    assert len(dirs) == 1, dirs
+    return dirs[0]
+
+
+def qemu_processes_mentioning(needle: str) -> list[str]:
+    out = subprocess.run(["pgrep", "-a", "-f", "qemu-system"], capture_output=True, text=True).stdout
+    return [line for line in out.splitlines() if needle in line]
+
+
+def test_clean_kernel_runs_clean_with_evidence_of_stress(kernel_cache, tmp_path):
+    res = kstress(["run", str(QUICK), "--seed", "1", "--duration", "30", "--results", str(tmp_path)],
+                  kernel_cache)
+    assert res.returncode == 0, res.stdout + res.stderr
+    run = run_dir_of(tmp_path)
+    record = json.loads((run / "run.json").read_text())
+    assert record["findings"] == []
+    delta = record["workloads"]["migrate_fork"]["vmstat_delta"]
+    assert delta["pgmigrate_success"] > 0, delta
+    assert sum(v for k, v in delta.items() if k.startswith("compact_")) > 0, delta
+    doc = validate(run / "junit.xml")
+    assert [c.get("name") for c in doc.findall(".//testcase")] == ["build", "boot", "migrate_fork"]
+    assert doc.findall(".//failure") == [] and doc.findall(".//error") == []
+    props = {p.get("name"): p.get("value") for p in doc.findall(".//property")}
+    assert props["kernel_version"].startswith("6.12") and props["seed"] == "1"
+    assert int(props["vmstat.migrate_fork.pgmigrate_success"]) > 0
+    console = (run / "console.log").read_text(errors="replace")
+    assert "Linux version 6.12" in console and "WARNING" not in console
+    assert record["guest"]["qemu_argv"][0].startswith("qemu-system")
+
+
+def test_planted_swapops_bug_is_found(kernel_cache, tmp_path):
+    res = kstress(["run", str(QUICK), "--seed", "2", "--duration", "60", "--patches", str(PLANTED),
+                   "--results", str(tmp_path)], kernel_cache)
+    assert res.returncode == 1, res.stdout + res.stderr
+    run = run_dir_of(tmp_path)
+    record = json.loads((run / "run.json").read_text())
+    swapops = [f for f in record["findings"] if f["cls"] == "swapops_bug"]
+    assert swapops, record["findings"]
+    assert swapops[0]["file"] == "include/linux/swapops.h"
+    console = (run / "console.log").read_text(errors="replace")
+    assert swapops[0]["excerpt"] in console
+    doc = validate(run / "junit.xml")
+    failures = doc.findall(".//testcase[@name='migrate_fork']/failure")
+    assert failures and failures[0].get("type") == "kernel"
+    assert "swapops.h" in failures[0].text
+    assert not qemu_processes_mentioning(str(run))
+
+
+def test_kernel_that_panics_at_boot_is_a_boot_finding(kernel_cache, tmp_path):
+    cfg = tmp_path / "panic.yaml"
+    # No init anywhere and no root device: 6.12 panics ("VFS: Unable to mount root fs").
+    cfg.write_text("guest:\n  extra_cmdline: rdinit=/nonexistent root=/dev/nonexistent\n"
+                   "workloads:\n  - {name: migrate_fork, duration: 5}\n")
+    res = kstress(["run", str(cfg), "--results", str(tmp_path / "r")], kernel_cache)
+    assert res.returncode == 1, res.stdout + res.stderr
+    run = run_dir_of(tmp_path / "r")
+    doc = validate(run / "junit.xml")
+    boot_failure = doc.find(".//testcase[@name='boot']/failure")
+    assert boot_failure is not None and "panic" in boot_failure.get("message").lower()
+    assert "Traceback" not in res.stderr
+
+
+def test_accel_kvm_where_kvm_does_not_work_fails_fast(kernel_cache, tmp_path):
+    from harness.qemu import resolve_accel
+
+    if resolve_accel("auto", kernel_cache)[0] == "kvm":
+        pytest.skip("KVM works on this host; this test checks the host where it does not")
+    t0 = time.monotonic()
+    res = kstress(["run", str(QUICK), "--accel", "kvm", "--results", str(tmp_path)], kernel_cache)
+    assert res.returncode == 125, res.stdout + res.stderr
+    assert "kvm" in res.stderr.lower() and "Traceback" not in res.stderr
+    # The kernel is a cache hit by now; the probe costs seconds, not a boot timeout.
+    assert time.monotonic() - t0 < 120
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_interrupt_keeps_results_and_leaves_no_qemu(kernel_cache, tmp_path, sig):
+    env = dict(os.environ, KSTRESS_CACHE=str(kernel_cache))
+    proc = subprocess.Popen([sys.executable, "-m", "harness", "run", str(QUICK), "--duration", "120",
+                             "--results", str(tmp_path)], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 900
+        run = None
+        while time.monotonic() < deadline:
+            dirs = [d for d in tmp_path.iterdir() if d.is_dir()] if tmp_path.exists() else []
+            if dirs and "migrate_fork" in _run_json(dirs[0]).get("workloads", {}):
+                run = dirs[0]
+                break
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(1)
+        assert run is not None, "the workload never started"
+        time.sleep(5)
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert not qemu_processes_mentioning(str(run))
+    assert (run / "console.log").stat().st_size > 0
+    doc = validate(run / "junit.xml")
+    err_el = doc.find(".//testcase[@name='migrate_fork']/error")
+    assert err_el is not None and sig.name in err_el.get("message")
+    assert _run_json(run)["interrupted"] == sig.name
+
+
+def _run_json(run: Path) -> dict:
+    try:
+        return json.loads((run / "run.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
