@@ -1,0 +1,162 @@
+#!/usr/bin/env python3
+"""Benchmark `kstress scan` (python -m harness.console --json) on huge console logs.
+
+Builds a console log of real text: boot output and ordinary kernel messages
+from syzkaller's corpus (logs without a crash), with one real crash report
+from the corpus planted per MB, each in its own boot.  Then measures, in the
+same run, the scanner against `LC_ALL=C grep -E -c -f markers` (same anchors),
+checks that every planted report is found with its right title, and repeats
+on a 4x larger log to show that peak memory does not grow with the log.
+
+    .venv/bin/python benchmarks/bench_scan.py [--mb 100] [--factor 4] [--keep DIR]
+"""
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests"))
+
+from harness.console import analyze_text  # noqa: E402
+from harness.console.prefilter import ANCHORS, grep_markers  # noqa: E402
+from test_console_corpus import corpus_dir, read_dir  # noqa: E402
+
+MB = 1 << 20
+
+
+def _load_material():
+    """(filler text, boot text, [(report text, expected title)]) from the corpus.
+
+    Filler is ordinary kernel chatter: lines of the corpus's crash-free logs
+    that hold none of the scanner's anchors.  Boot text is the real boot
+    output (firmware banner to the first anchor) of the corpus's reboot logs.
+    """
+    cases = read_dir(corpus_dir() / "report")
+    anchors = re.compile("|".join(map(re.escape, ANCHORS)))
+    filler = [line for case in cases if not case.title
+              for line in case.log.splitlines(keepends=True) if line.strip() and not anchors.search(line)]
+    boot = []
+    for case in cases:
+        if case.headers.get("TYPE") == "REBOOT":
+            lines = case.log.splitlines(keepends=True)
+            first = next(i for i, line in enumerate(lines) if line.startswith("SeaBIOS"))
+            for line in lines[first:]:
+                if anchors.search(line) and boot:
+                    if not re.search(r"Linux version|Booting the kernel|Decompressing|Booting Linux", line):
+                        break
+                boot.append(line)
+            break
+    reports = []
+    for case in cases:
+        titles = [case.title] + case.alts if case.title else []
+        if not titles or case.headers.get("CORRUPTED") == "Y" or case.headers.get("TYPE") == "REBOOT":
+            continue
+        findings = [f for f in analyze_text(case.log) if not f.informational]
+        # Plant reports the analyzer titles right standalone, so the bench checks
+        # that streaming at scale keeps every one of them.
+        if len(findings) == 1 and findings[0].title in titles and "Linux version" not in case.log:
+            reports.append((case.log if case.log.endswith("\n") else case.log + "\n", findings[0].title))
+    return "".join(filler), "".join(boot), reports
+
+
+def build_log(path: Path, size_mb: int):
+    """Write the log; return [(start, end, expected title)] of the planted reports."""
+    filler, boot, reports = _load_material()
+    filler_bytes = filler.encode()
+    planted = []
+    written = 0
+    index = 0
+    with open(path, "wb") as out:
+        while written < size_mb * MB:
+            report, title = reports[index % len(reports)]
+            index += 1
+            segment = boot.encode()
+            while len(segment) < MB - 64 * 1024:        # one boot per MB, report at its end
+                segment += filler_bytes
+            segment = segment[:MB - 64 * 1024]
+            segment = segment[:segment.rfind(b"\n") + 1]
+            data = report.encode()
+            out.write(segment)
+            planted.append((written + len(segment), written + len(segment) + len(data), title))
+            out.write(data)
+            written += len(segment) + len(data)
+    return planted
+
+
+def _run(argv, stdout_path):
+    """(seconds, peak RSS in MB) of a child process."""
+    with open(stdout_path, "wb") as out:
+        start = time.perf_counter()
+        child = subprocess.Popen(argv, stdout=out, env=dict(os.environ, LC_ALL="C"))
+        _, status, usage = os.wait4(child.pid, 0)
+        elapsed = time.perf_counter() - start
+    if os.waitstatus_to_exitcode(status) not in (0, 1):
+        raise SystemExit(f"{argv[0]} failed with {status}")
+    return elapsed, usage.ru_maxrss / 1024
+
+
+def measure(log: Path, planted, work: Path, repeats: int):
+    markers = work / "markers"
+    markers.write_text(grep_markers())
+    scan_argv = [sys.executable, "-m", "harness.console", "--json", str(log)]
+    grep_argv = ["grep", "-E", "-c", "-f", str(markers), str(log)]
+    scan_runs, grep_runs = [], []
+    for _ in range(repeats):                      # interleaved, so both see the same machine load
+        grep_runs.append(_run(grep_argv, work / "grep.out"))
+        scan_runs.append(_run(scan_argv, work / "scan.json"))
+    findings = json.loads((work / "scan.json").read_text())
+    by_start = sorted((f["start"], f["title"]) for f in findings)
+    found = 0
+    for start, end, title in planted:
+        found += any(start <= s < end and t == title for s, t in by_start)
+    size = log.stat().st_size / MB
+    scan_t, scan_rss = min(scan_runs)
+    grep_t, grep_rss = min(grep_runs)
+    return {
+        "size_mb": size, "scan_s": scan_t, "scan_mb_s": size / scan_t, "scan_rss_mb": max(r for _, r in scan_runs),
+        "grep_s": grep_t, "grep_mb_s": size / grep_t, "ratio": scan_t / grep_t, "found": found,
+        "planted": len(planted), "findings": len(findings), "grep_lines": int((work / "grep.out").read_text()),
+        "all_scan_s": [round(t, 3) for t, _ in scan_runs], "all_grep_s": [round(t, 3) for t, _ in grep_runs],
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--mb", type=int, default=100)
+    parser.add_argument("--factor", type=int, default=4, help="second log is this many times larger")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--keep", help="directory to keep the generated logs in")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="kstress-bench-") as tmp:
+        work = Path(args.keep or tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        results = []
+        for size in (args.mb, args.mb * args.factor):
+            log = work / f"console-{size}mb.log"
+            planted = build_log(log, size)
+            results.append(measure(log, planted, work, args.repeats))
+            r = results[-1]
+            print(f"{r['size_mb']:.0f} MB: scan {r['scan_s']:.2f}s = {r['scan_mb_s']:.0f} MB/s, "
+                  f"peak RSS {r['scan_rss_mb']:.0f} MB | grep {r['grep_s']:.2f}s = {r['grep_mb_s']:.0f} MB/s "
+                  f"| scan/grep {r['ratio']:.1f}x | planted reports found with right title "
+                  f"{r['found']}/{r['planted']} ({r['findings']} findings) | runs scan {r['all_scan_s']} "
+                  f"grep {r['all_grep_s']}", flush=True)
+            if not args.keep:
+                log.unlink()
+        small, big = results
+        print(f"peak RSS {small['scan_rss_mb']:.0f} MB at {small['size_mb']:.0f} MB vs "
+              f"{big['scan_rss_mb']:.0f} MB at {big['size_mb']:.0f} MB")
+        ok = all(r["found"] == r["planted"] for r in results)
+        sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()

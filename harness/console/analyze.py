@@ -1,0 +1,40 @@
+"""Entry points: analyze a console given as text or as a file."""
+
+import os
+from typing import List, Optional, Union
+
+from .boots import group
+from .model import Finding
+from .prefilter import grep_offsets
+from .scanner import scan_file_at, scan_stream, scan_text
+from .signature import signature_of
+
+
+def analyze_text(text: str, vmlinux: Optional[str] = None) -> List[Finding]:
+    """Findings of a whole console log; start/end are character offsets into ``text``."""
+    events, first_content = scan_text(text)
+    return _finish(group(events, first_content), vmlinux)
+
+
+def analyze_file(path: Union[str, "os.PathLike"], vmlinux: Optional[str] = None) -> List[Finding]:
+    """Findings of a console log file, read as a stream.
+
+    start/end are byte offsets into the file; excerpt is those bytes decoded as
+    UTF-8 with errors="replace" (so it is a substring of the file so decoded).
+    """
+    offsets = grep_offsets(os.fspath(path))
+    with open(path, "rb") as stream:
+        if offsets is not None:
+            events = scan_file_at(stream, os.fstat(stream.fileno()).st_size, offsets)
+        else:
+            events = scan_stream(stream)
+        return _finish(group(events), vmlinux)
+
+
+def _finish(findings: List[Finding], vmlinux: Optional[str]) -> List[Finding]:
+    if vmlinux:
+        from .symbolize import symbolize
+        symbolize(findings, vmlinux)
+        for finding in findings:
+            finding.signature = signature_of(finding)
+    return findings

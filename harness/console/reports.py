@@ -1,0 +1,365 @@
+"""Turn the lines of one report into a Finding: extent, fields, guilty frame, title."""
+
+import re
+from typing import Iterator, List, Optional
+
+from . import frames as fr
+from .lines import Line
+from .model import Finding, Frame
+from .prefilter import ANCHOR_TEXT
+from .rules import BOOT_BANNER, Rule, match_rule
+from .signature import signature_of
+
+MAX_REPORT_LINES = 800
+MAX_QUIET_LINES = 60     # lines with nothing report-like before we call the report over
+
+# Lines that belong to a report even though they are not frames.
+_BODY = re.compile(
+    r"^\s*(?:RIP|EIP|RSP|ESP|RAX|RBX|RCX|RDX|RSI|RDI|RBP|R\d+|EAX|EBX|ECX|EDX|ESI|EDI|EBP|DS|ES|FS|GS|CS|SS|CR\d|DR\d|"
+    r"Code|Call Trace|Call trace|Backtrace|Stack|stack backtrace|Modules linked in|CPU|Hardware name|Workqueue|task|"
+    r"Pid|Process|pc|lr|sp|x\d+|PGD|P4D|PUD|PMD|#PF|Oops|IP|Kernel Offset|Dumping ftrace|page|head|flags|raw|"
+    r"page_type|page dumped because|memcg|folio|anon|pfn|aops|mapping|index|vma|mm|prot|pgd|Allocated by|"
+    r"Freed by|Last potentially|Second to last|The buggy address|Memory state|Read of size|Write of size|"
+    r"Free of addr|irq event stamp|hardirqs|softirqs|other info|Possible unsafe|the existing dependency|"
+    r"which lock|but task|[0-9]+ locks? held|no locks held|-> #\d|Chain exists|\*\*\*|lock\(|Showing|"
+    r"rcu|NMI backtrace|Sending NMI|INFO|Tainted|\"echo 0|ORIG_RAX|EFLAGS|ffff[0-9a-f]{12}|[0-9a-f]{16}|"
+    r"=+$|-+$|<TASK>|</TASK>|<IRQ>|</IRQ>|<NMI>|</NMI>|<EOI>|\(ftrace buffer empty\)|Kernel panic|"
+    r"\? |\[<|\s*\(|caller is|in_atomic|preempt_count|RCU nest|Preemption disabled|list_|refcount_t|"
+    r"ODEBUG|BUG|WARNING|kernel BUG|invalid opcode|general protection|KASAN|KFENCE|UBSAN|shift exponent|"
+    r"index \d+ is out of range|load of value|signed integer|Object|Redzone|Padding|Bytes b4|"
+    r"nr_|Mem-Info|active_anon|Node \d|lowmem|\[\s*pid|oom|Out of memory|Tasks state|Killed process)")
+_FRAME_HINT = re.compile(r"\+0x[0-9a-f]+/0x[0-9a-f]+|\[inline\]")
+END_OF_REPORT = re.compile(r"---\[ end (?:trace [0-9a-f]+|Kernel panic[^\]]*) \]---")
+_DIE_LINE = re.compile(r"\[#\d+\]")
+_STACK_START = re.compile(r"^\s*(?:Call Trace:|Call trace:|Backtrace:|stack backtrace:|Stack:|Allocated by task|"
+                          r"Freed by task|Last potentially related|Second to last potentially|\S+ \d+ blocked|"
+                          r"Allocated in|Freed in|backtrace \(crc|The buggy address|Memory state around|"
+                          r"irq event stamp|other info that might help|the existing dependency chain|"
+                          r"Showing all locks held|NMI backtrace for cpu|Sending NMI|Uninit was|Task dump for CPU)")
+_CALL_TRACE = re.compile(r"^\s*(?:Call Trace:|Call trace:|Backtrace:|stack backtrace:)")
+_IRQ_STAMP = re.compile(r"^\s*(?:hard|soft)irqs last\s+(?:en|dis)abled at")
+_IRQ_END = re.compile(r"^\s*(?:</IRQ>|<EOI>|</NMI>)")
+_CPU_LINE = re.compile(
+    r"CPU: (?P<cpu>\d+) (?:UID: \d+ )?PID: (?P<pid>\d+) Comm: (?P<comm>.+?) "
+    r"(?:Not tainted|Tainted: (?P<taint>[A-Z](?:[A-Z ]*[A-Z])?)) +(?:-+ +)?(?P<version>\d\S*)")
+_OLD_PID_LINE = re.compile(r"^Pid: (?P<pid>\d+), comm: (?P<comm>.+?) (?:Not tainted|Tainted: (?P<taint>[A-Z](?:[A-Z ]*[A-Z])?))"
+                           r" +(?:-+ +)?(?P<version>\d\S*)")
+_OLD_CPU_LINE = re.compile(r"^CPU (?P<cpu>\d+) ?$")
+_ACCESS = re.compile(r"\b(?P<access>Read|Write) (?:of size|at addr)")
+_LOCK_AT = re.compile(r"(?:, at:|^\s*at:|acquire(?:d)? at:)\s*(?:\[<[0-9a-f]+>\]\s*)?(?P<func>[\w.$]+)\+0x[0-9a-f]+|"
+                      r"^\s*last function: (?P<work>[\w.$]+)")
+_LOCK_AT_NEXT = re.compile(r"\bat:$")
+# Lines printed just before the first line of some reports and belonging to them.
+_PRELUDE = re.compile(
+    r"^(?:-+\[ cut here \]-+|page:|head:|flags:|raw:|page_type:|page dumped because|memcg:|folio:|anon flags|"
+    r"pfn:|aops|mapping:|index:|vma [0-9a-f]+|mm [0-9a-f]+|prot |pgd |flags: |file:|start_code|ino:|"
+    r"refcount_t:|ODEBUG:|list_(?:add|del)|DEBUG_LOCKS_WARN_ON|\s+)")
+_SPLIT_FRAME = re.compile(r"^_*(?:split_huge_page\w*|split_folio\w*|folio_split\w*|split_huge_pmd\w*|"
+                          r"split_page_folio\w*|__split_\w+|deferred_split\w*)$")
+# WARNINGs raised by generic checkers get the checker's name (syzkaller's convention).
+_WARN_FILE_TITLES = [
+    (re.compile(r"(?:^|/)lib/refcount\.c$"), "WARNING: refcount bug in {func}"),
+    (re.compile(r"(?:^|/)lib/debugobjects\.c$"), "WARNING: ODEBUG bug in {func}"),
+    (re.compile(r"(?:^|/)kernel/locking/lockdep\.c$"), "WARNING: locking bug in {func}"),
+    (re.compile(r"(?:^|/)lib/list_debug\.c$"), "BUG: corrupted list in {func}"),
+    (re.compile(r"(?:^|/)mm/(?:slab_common|util)\.c$"), "WARNING: kmalloc bug in {func}"),
+    (re.compile(r"(?:^|/)mm/usercopy\.c$"), "WARNING: bad usercopy in {func}"),
+    (re.compile(r"(?:^|/)fs/proc/generic\.c$"), "WARNING: proc registration bug in {func}"),
+    (re.compile(r"(?:^|/)lib/kobject\.c$"), "WARNING: kobject bug in {func}"),
+    (re.compile(r"(?:^|/)mm/vmalloc\.c$"), "WARNING: zero-size vmalloc in {func}"),
+]
+_PANIC_MSG_END = re.compile(r"(?: \.\.\.| exitcode=| - not syncing|\s+$).*$")
+_PANIC_LINE = re.compile(r"Kernel panic - not syncing: ?(?P<msg>.*)")
+
+
+class _Fields(dict):
+    """Template fields; an optional group that did not match reads as empty."""
+
+    def __missing__(self, key):
+        return ""
+
+
+def _is_body(text: str) -> bool:
+    return bool(_FRAME_HINT.search(text) or _BODY.match(text))
+
+
+def _belongs_to(rule: Rule, other: Rule, lines: List[Line], state: dict) -> bool:
+    """Whether a line starting ``other`` report is still part of the ``rule`` report."""
+    early = len(lines)
+    if other.name == "netdev_leak":
+        return True     # a one-line note printed every few seconds: interleaves, never ends reports
+    # The die() line ("... [#1]") of an oops announced by the line(s) before it.
+    if (rule.fatal or rule.name in ("list_corruption", "kasan")) and other.fatal \
+            and other.name != "panic" and not state["seen_die"] and early < 40:
+        return True
+    if rule.name == "gpf" and other.name == "kasan" and early < 10:
+        return True     # KASAN's "null-ptr-deref in range" note inside a GPF
+    # panic_on_warn & co: panic() prints the stack of the report it ends.
+    if other.name == "panic" and not state["own_stack"] and rule.name != "panic":
+        return True
+    # Sanitizers print one line per inlined frame of the bad access; stall and
+    # lockdep reports repeat their header line for each CPU or chain.
+    if other.name == rule.name and (early < 8 and state["previous_same"] or
+                                    rule.name == "kernel_bug" and early < 3 or
+                                    rule.name in ("rcu_stall", "circular_locking") and early < 40 or
+                                    rule.name == "oom"):
+        return True     # the OOM killer's verdict ends the report it began
+    return False
+
+
+def extent(following: Iterator[Line], start: Line, rule: Rule) -> List[Line]:
+    """Lines of the report beginning at ``start``; stops before the next report or boot."""
+    lines = [start]
+    last_body = 0
+    quiet = 0
+    state = {"seen_die": bool(_DIE_LINE.search(start.text)), "own_stack": False, "previous_same": True}
+    for line in following:
+        text = line.text
+        if END_OF_REPORT.search(text):
+            lines.append(line)
+            last_body = len(lines) - 1
+            break
+        if BOOT_BANNER.match(text):
+            break       # the machine rebooted: whatever came before is over
+        found = match_rule(text) if ANCHOR_TEXT.search(text) else None
+        if found:
+            other = found[0]
+            if not _belongs_to(rule, other, lines, state):
+                break
+            state["previous_same"] = other.name == rule.name
+            state["seen_die"] = state["seen_die"] or bool(_DIE_LINE.search(text))
+        lines.append(line)
+        if _CALL_TRACE.match(text):
+            state["own_stack"] = True     # a panic after the report's own stack is its aftermath
+        if _is_body(text):
+            last_body = len(lines) - 1
+            quiet = 0
+        else:
+            quiet += 1
+            if quiet > MAX_QUIET_LINES:
+                break
+        if len(lines) >= MAX_REPORT_LINES:
+            break
+    return lines[:last_body + 1]
+
+
+def prelude(lines_before: List[Line], rule: Rule) -> List[Line]:
+    """Lines just before the report's first line that belong to it (cut here, page dumps)."""
+    if rule.name not in ("kernel_bug", "warning", "warning_new", "warning_nofile", "invalid_opcode",
+                         "kernel_bug_noinfo", "bad_page_state", "bad_page_map"):
+        return []
+    taken: List[Line] = []
+    for line in reversed(lines_before):
+        if not line.text.strip() or not _PRELUDE.match(line.text):
+            break
+        taken.append(line)
+    taken.reverse()
+    while taken and not taken[0].text.strip():
+        taken.pop(0)
+    return taken
+
+
+def _stacks(lines: List[Line], start_ctx: Optional[str]):
+    """Split the report's frames into stacks; also note where an interrupt stack ended."""
+    stacks: List[List[Frame]] = [[]]
+    headed = set()   # stacks under a "Call Trace:" header (others: stray address lines)
+    irq_end = {}  # stack index -> number of frames before the </IRQ> marker
+    rip = None
+    for line in lines:
+        text = line.text
+        if start_ctx and line.ctx and line.ctx != start_ctx and start_ctx[0] == "T":
+            continue  # another task's line interleaved into ours
+        if rip is None:
+            frame_rip = fr.parse_rip(text) if ("IP" in text or "pc" in text or "PC" in text) else None
+            if frame_rip:
+                rip = frame_rip
+                continue
+        if _STACK_START.match(text):
+            if stacks[-1]:
+                stacks.append([])
+            if _CALL_TRACE.match(text):
+                headed.add(len(stacks) - 1)
+            continue
+        if _IRQ_END.match(text):
+            irq_end[len(stacks) - 1] = len(stacks[-1])
+            continue
+        if _IRQ_STAMP.match(text):
+            continue    # where irqs were last toggled: not a call chain
+        frame = fr.parse_frame(text)
+        if frame:
+            stacks[-1].append(frame)
+    real = [s for s in stacks if s]
+    primary = next((s for i, s in enumerate(stacks) if s and i in headed), real[0] if real else [])
+    return [primary] + [s for s in real if s is not primary], rip, irq_end, stacks
+
+
+def build_finding(rule: Rule, match: "re.Match", lines: List[Line], first: Line) -> Optional[Finding]:
+    """Fill a Finding from the report's lines; ``first`` is the line the rule matched."""
+    groups = {k: v for k, v in match.groupdict().items() if v is not None}
+    texts = [line.text for line in lines]
+    finding = Finding(cls=rule.cls, type=rule.type, title=rule.title, informational=rule.informational)
+    if "file" in groups:
+        finding.file = groups["file"][2:] if groups["file"].startswith("./") else groups["file"]
+        finding.line = int(groups["line"])
+    for text in texts:
+        m = _CPU_LINE.search(text) or _OLD_PID_LINE.search(text)
+        if m:
+            finding.cpu = int(m.group("cpu")) if "cpu" in m.groupdict() else None
+            finding.pid = int(m.group("pid"))
+            finding.comm = m.group("comm").strip()
+            finding.taint = " ".join((m.group("taint") or "").split()) or None
+            finding.kernel_version = m.group("version")
+            break
+    if finding.cpu is None:
+        finding.cpu = next((int(m.group("cpu")) for m in map(_OLD_CPU_LINE.match, texts) if m), None)
+    if finding.pid is None and "pid" in groups:
+        finding.pid, finding.comm = int(groups["pid"]), groups.get("comm")
+
+    real_stacks, rip, irq_end, all_stacks = _stacks(lines, first.ctx)
+    primary = real_stacks[0]
+    if rule.guilty == "access":   # sanitizers print the access's inline chain, one line each
+        primary = _access_chain(rule, lines) + primary
+    if rule.name == "generic_warning" and not primary:
+        return None     # a driver's "WARNING: ..." message, not a WARN() report
+    if rule.name == "circular_locking" and len(real_stacks) > 1:
+        primary = real_stacks[-1]     # lockdep prints the offending task's stack last
+    finding.call_trace = ([rip] if rip else []) + primary
+
+    guilty = _choose_guilty(rule, groups, texts, rip, primary, all_stacks, irq_end)
+    corrupted = False
+    if guilty is None and "{func}" in rule.title:
+        corrupted = True
+        func_name = "corrupted"
+    else:
+        func_name = fr.base_name(guilty.func) if guilty else ""
+        if rule.guilty == "stall":
+            func_name = fr.syscall_name(func_name)
+    finding.guilty_function = func_name if guilty else None
+    if guilty is not None:
+        finding.caller = fr.caller_of(finding.call_trace, guilty) if guilty.inlined else None
+        if guilty is rip and (finding.file or "").endswith(".h"):
+            # BUG_ON in a header: an inlined helper; RIP names the real function that
+            # inlined it (symbolize() can name the helper itself).
+            finding.caller = func_name
+    if rule.guilty == "stall":   # blame the code that spun, not the entry point named in the title
+        stack = next((st for st in all_stacks if any(f is guilty for f in st)), finding.call_trace)
+        stack = fr.interrupted_part(stack) or ([rip] if rip and stack is primary else []) + stack
+        spinning = fr.first_culprit(stack)
+        finding.guilty_file = fr.guilty_file(stack, fr.base_name(spinning.func) if spinning else None)
+    else:
+        finding.guilty_file = fr.guilty_file(finding.call_trace, finding.guilty_function, finding.file)
+
+    title = rule.title
+    if rule.name == "kernel_bug" and (finding.file or "").endswith("mm/usercopy.c"):
+        title = "BUG: bad usercopy in {func}"
+    if rule.name == "kernel_bug" and (finding.file or "").endswith("lib/list_debug.c"):
+        title, finding.cls = "BUG: corrupted list in {func}", "list_corruption"
+        culprit = fr.first_culprit(primary)
+        func_name = fr.base_name(culprit.func) if culprit else func_name
+    if rule.guilty == "warn" and finding.file:
+        for file_re, special in _WARN_FILE_TITLES:
+            if file_re.search(finding.file) and not (special.startswith("WARNING: kmalloc")
+                                                     and not re.match(r"kv?malloc", groups.get("func") or "")):
+                title = special
+                culprit = fr.first_culprit(primary)
+                func_name = fr.base_name(culprit.func) if culprit else func_name
+                finding.guilty_function = func_name
+    fields = dict(groups)
+    fields["func"] = func_name
+    fields["preemptible"] = " in preemptible code" if groups.get("preemptible") else ""
+    fields["access"] = next((m.group("access") for m in map(_ACCESS.search, texts) if m), "")
+    if rule.name == "kasan":
+        fields["kind"] = "invalid-free" if "free" in fields["kind"] and "after" not in fields["kind"] else fields["kind"]
+    if rule.name == "panic":
+        fields["msg"] = _panic_message(fields.get("msg", ""), primary)
+    for text in texts[1:]:
+        panic = _PANIC_LINE.search(text)
+        if panic:   # absorbed panic_on_warn-style panic: record it as what followed
+            finding.aftermath.append("kernel panic: " + (_PANIC_MSG_END.sub("", panic.group("msg")).strip()))
+            break
+    if rule.name == "oom":
+        finding.comm = finding.comm or groups.get("comm")
+    finding.title = re.sub(r"\s{2,}", " ", title.format_map(_Fields(fields))).strip()
+    finding.corrupted = corrupted or not (primary or rip) and rule.guilty != "none"
+    _refine_mm_class(finding, rule, rip, primary, texts)
+    finding.signature = signature_of(finding)
+    return finding
+
+
+_STACK_PROTECTOR = re.compile(r"stack-protector: Kernel stack is corrupted in: (?P<func>[\w.$]+)\+0x")
+
+
+def _panic_message(msg: str, stack: List[Frame]) -> str:
+    """Panic titles name the culprit where the message has one (syzkaller's forms)."""
+    m = _STACK_PROTECTOR.search(msg)
+    if m:
+        return f"stack is corrupted in {fr.base_name(m.group('func'))}"
+    if msg.startswith("corrupted stack end detected inside scheduler"):
+        culprit = fr.stall_culprit(stack)
+        return "corrupted stack end in " + (fr.syscall_name(fr.base_name(culprit.func)) if culprit else "corrupted")
+    # Numbers in a panic message vary from run to run (syzkaller writes NUM).
+    return re.sub(r"\d+", "NUM", _PANIC_MSG_END.sub("", msg).strip()) or "unknown"
+
+
+_ACCESS_AT = re.compile(r" in (?P<func>[\w.$]+)(?:\+0x[0-9a-f]+/0x[0-9a-f]+)?(?: (?P<src>[\w./+-]+:\d+))?")
+
+
+def _access_chain(rule: Rule, lines: List[Line]) -> List[Frame]:
+    chain = []
+    for line in lines[:10]:
+        if rule.pattern.search(line.text):
+            m = _ACCESS_AT.search(line.text)
+            if m:
+                chain.append(Frame(func=m.group("func"), source=m.group("src"),
+                                   inlined="[inline]" in line.text))
+    return chain
+
+
+def _choose_guilty(rule, groups, texts, rip, primary, all_stacks, irq_end) -> Optional[Frame]:
+    named = groups.get("func")
+    if rule.guilty == "warn" and named and not fr.is_helper(named):
+        return Frame(func=named)
+    if rule.guilty == "access":
+        return fr.first_culprit(primary) or (Frame(func=named) if named else None)
+    if rule.guilty == "lock":
+        for index, text in enumerate(texts):
+            m = _LOCK_AT.search(text)
+            if not m and _LOCK_AT_NEXT.search(text) and index + 1 < len(texts):
+                m = _LOCK_AT.search(" at: " + texts[index + 1].strip())
+            if m and m.group("work"):
+                return Frame(func=m.group("work"))
+            if m and not fr.is_helper(m.group("func")):
+                return Frame(func=m.group("func"))
+        return fr.first_culprit(primary) or fr.first_culprit(f for s in all_stacks for f in s)
+    if rule.guilty in ("rip", "warn"):
+        if rip and not fr.is_helper(rip.func):
+            return rip
+        return fr.first_culprit(primary)
+    if rule.guilty == "stall":
+        # The report's own stack first, then any other printed with it.
+        ordered = sorted(range(len(all_stacks)), key=lambda i: all_stacks[i] is not primary)
+        for index in ordered:
+            stack = all_stacks[index]
+            stuck = fr.interrupted_part(stack) or (stack[irq_end[index]:] if index in irq_end else stack)
+            culprit = fr.stall_culprit(stuck)
+            if culprit:
+                return culprit
+        return rip if rip and not fr.is_helper(rip.func) else None
+    if rule.guilty in ("trace", "access"):
+        return fr.first_culprit(primary) or (rip if rip and not fr.is_helper(rip.func) else None)
+    return None
+
+
+def _refine_mm_class(finding: Finding, rule: Rule, rip, primary, texts) -> None:
+    """The mission's two crashes get their own classes."""
+    if not rule.fatal or rule.name == "panic":
+        return
+    path = finding.file or ""
+    if path.endswith("include/linux/swapops.h"):
+        finding.cls = "swapops_bug"
+        return
+    frames = ([rip] if rip else []) + [f for f in primary if not f.unreliable]
+    in_split = any(_SPLIT_FRAME.match(fr.base_name(f.func)) for f in frames[:12])
+    if in_split and (path.endswith("mm/huge_memory.c") or rule.name in ("kernel_bug", "invalid_opcode")
+                     or any("page dumped because" in t for t in texts)):
+        finding.cls = "split_huge_page_bug"
