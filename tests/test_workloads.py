@@ -1,0 +1,228 @@
+"""Workload manifests, static builds, and a short host run of migrate_fork."""
+
+from __future__ import annotations
+
+import os
+import re
+import struct
+import subprocess
+from pathlib import Path
+
+import pytest
+
+import harness.workloads as wl
+from harness.errors import CouldNotTest, UsageError
+
+REPO = Path(__file__).resolve().parent.parent
+PLANTED = REPO / "tests" / "data" / "planted"
+DEBIAN_TARBALL = Path("/usr/src/linux-source-6.12.tar.xz")
+
+GOOD = """\
+name: {name}
+description: a test workload
+stresses: [migration, fork]
+kernel_options: [CONFIG_MIGRATION]
+default_duration: 7
+sources: [main.c]
+argv: ["--duration", "{{duration}}", "--seed", "{{seed}}", "--fixed"]
+evidence: [pgmigrate_success]
+"""
+
+MAIN_C = "int main(void) { return 0; }\n"
+# What kernel console output looks like; a workload's summary must not.
+KERNEL_LIKE = re.compile(r"\[\s*\d+\.\d+\]|BUG|WARNING|Oops|panic|Call Trace")
+
+
+def make_workload(root: Path, name: str = "demo", manifest: str | None = None,
+                  source: str | None = MAIN_C) -> Path:
+    d = root / name
+    d.mkdir(parents=True)
+    (d / "manifest.yaml").write_text(manifest if manifest is not None else GOOD.format(name=name))
+    if source is not None:
+        (d / "main.c").write_text(source)
+    return d / "manifest.yaml"
+
+
+def load_error(tmp_path: Path, manifest: str, source: str | None = MAIN_C) -> str:
+    path = make_workload(tmp_path, manifest=manifest, source=source)
+    with pytest.raises(UsageError) as exc:
+        wl.load_workloads(tmp_path)
+    msg = str(exc.value)
+    assert str(path) in msg, msg
+    return msg
+
+
+def test_good_manifest(tmp_path):
+    make_workload(tmp_path)
+    w = wl.load_workloads(tmp_path)["demo"]
+    assert w.stresses == ["migration", "fork"]
+    assert w.kernel_options == ["CONFIG_MIGRATION"]
+    assert w.default_duration == 7
+    assert w.sources == [(tmp_path / "demo" / "main.c").resolve()]
+    assert w.evidence == ["pgmigrate_success"]
+    assert w.directory == (tmp_path / "demo").resolve()
+    assert w.argv(30, 42) == ["/usr/bin/demo", "--duration", "30", "--seed", "42", "--fixed"]
+
+
+# (text in GOOD, its replacement, words the error must contain besides the path)
+BAD_MANIFESTS = {
+    "unknown key": ("evidence: [pgmigrate_success]\n", "evidence: [pgmigrate_success]\ntimeout: 3\n",
+                    ["timeout", "unknown key", ":9:"]),
+    "wrong type": ("default_duration: 7", "default_duration: soon",
+                   ["default_duration", "expected an integer", ":5:"]),
+    "wrong item type": ("[migration, fork]", "[migration, 3]", ["stresses[1]", "expected a string"]),
+    "unknown stress": ("[migration, fork]", "[migrations]", ["stresses[0]", "one of"]),
+    "not a CONFIG_ symbol": ("[CONFIG_MIGRATION]", "[MIGRATION]", ["kernel_options[0]", "CONFIG_"]),
+    "missing key": ("evidence: [pgmigrate_success]\n", "", ["evidence", "missing key"]),
+    "bad placeholder": ("{duration}", "{durations}", ["argv[1]", "placeholder"]),
+    "missing source": ("[main.c]", "[main.c, gone.c]", ["sources[1]", "no such file", "gone.c"]),
+    "no sources": ("[main.c]", "[]", ["sources", "at least one"]),
+}
+
+
+@pytest.mark.parametrize("old,new,words", BAD_MANIFESTS.values(), ids=BAD_MANIFESTS.keys())
+def test_bad_manifest(tmp_path, old, new, words):
+    good = GOOD.format(name="demo")
+    assert old in good
+    msg = load_error(tmp_path, good.replace(old, new))
+    for word in words:
+        assert word in msg, (word, msg)
+
+
+def test_missing_main_source(tmp_path):
+    msg = load_error(tmp_path, GOOD.format(name="demo"), source=None)
+    assert "sources[0]" in msg and "no such file" in msg and "main.c" in msg
+
+
+def test_name_must_match_directory(tmp_path):
+    msg = load_error(tmp_path, GOOD.format(name="other"))
+    assert "name" in msg and "'demo'" in msg
+
+
+def test_invalid_yaml(tmp_path):
+    msg = load_error(tmp_path, "name: [demo\n")
+    assert "invalid YAML" in msg
+
+
+def test_repo_manifests():
+    ws = wl.load_workloads()
+    w = ws["migrate_fork"]
+    assert {"migration", "compaction", "fork", "thp"} <= set(w.stresses)
+    assert "pgmigrate_success" in w.evidence
+    assert w.argv(5, 9) == ["/usr/bin/migrate_fork", "--duration", "5", "--seed", "9"]
+
+
+def has_program_header(path: Path, wanted: int) -> bool:
+    data = path.read_bytes()
+    assert data[:4] == b"\x7fELF" and data[4] == 2, "expected a 64-bit ELF"
+    phoff, = struct.unpack_from("<Q", data, 32)
+    phentsize, phnum = struct.unpack_from("<HH", data, 54)
+    return any(struct.unpack_from("<I", data, phoff + i * phentsize)[0] == wanted for i in range(phnum))
+
+
+PT_DYNAMIC, PT_INTERP = 2, 3
+
+
+@pytest.fixture(scope="module")
+def migrate_fork_binary(tmp_path_factory) -> Path:
+    return wl.build_workload(wl.load_workloads()["migrate_fork"], tmp_path_factory.mktemp("cache"))
+
+
+def test_build_is_static(migrate_fork_binary):
+    assert os.access(migrate_fork_binary, os.X_OK)
+    assert not has_program_header(migrate_fork_binary, PT_INTERP)
+    assert not has_program_header(migrate_fork_binary, PT_DYNAMIC)
+
+
+def test_build_is_cached_and_keyed_by_source(tmp_path, monkeypatch):
+    make_workload(tmp_path / "w")
+    w = wl.load_workloads(tmp_path / "w")["demo"]
+    first = wl.build_workload(w, tmp_path / "cache")
+    compiles = []
+    real_run = subprocess.run
+
+    def spy(cmd, *a, **kw):
+        if "-o" in cmd:
+            compiles.append(cmd)
+        return real_run(cmd, *a, **kw)
+
+    monkeypatch.setattr(wl.subprocess, "run", spy)
+    assert wl.build_workload(w, tmp_path / "cache") == first
+    assert compiles == []
+    (w.directory / "main.c").write_text("int main(void) { return 1; }\n")
+    second = wl.build_workload(w, tmp_path / "cache")
+    assert second != first and second.is_file() and len(compiles) == 1
+    assert not [p for p in (tmp_path / "cache" / "workloads").iterdir() if p.name.startswith(".tmp-")]
+
+
+def test_compile_error_is_could_not_test(tmp_path):
+    make_workload(tmp_path / "w", source="int main(void) { return undeclared_thing; }\n")
+    w = wl.load_workloads(tmp_path / "w")["demo"]
+    with pytest.raises(CouldNotTest) as exc:
+        wl.build_workload(w, tmp_path / "cache")
+    assert "undeclared_thing" in str(exc.value) and "error" in str(exc.value)
+    assert not any((tmp_path / "cache" / "workloads").glob("demo-*"))
+
+
+def numa_nodes_with_memory() -> int:
+    try:
+        text = Path("/sys/devices/system/node/has_memory").read_text().strip()
+    except OSError:
+        return 1
+    count = 0
+    for part in filter(None, text.split(",")):
+        lo, _, hi = part.partition("-")
+        count += int(hi or lo) - int(lo) + 1
+    return count
+
+
+def run_host(binary: Path, *args: str) -> subprocess.CompletedProcess:
+    # Writing compact_memory needs root; elsewhere skip that part, not the test.
+    extra = [] if os.geteuid() == 0 else ["--no-compact"]
+    return subprocess.run([str(binary), "--duration", "2", "--seed", "1", *extra, *args],
+                          capture_output=True, text=True, timeout=120)
+
+
+def check_summary(out: str) -> None:
+    assert not KERNEL_LIKE.search(out), out
+    counts = dict(re.findall(r"(\w+)=(\d+)\b", out))
+    for key in ("forks", "writes", "move_pages_calls", "pages_requested", "minor_faults"):
+        assert int(counts[key]) > 0, (key, out)
+
+
+def test_host_run(migrate_fork_binary):
+    res = run_host(migrate_fork_binary)
+    if numa_nodes_with_memory() >= 2:
+        assert res.returncode == 0, res.stderr
+        check_summary(res.stdout)
+        assert int(re.search(r"\bpages_moved=(\d+)", res.stdout).group(1)) > 0, res.stdout
+    else:
+        # One node: refuse clearly rather than "pass" without migrating.
+        assert res.returncode == 2, (res.stdout, res.stderr)
+        assert "two NUMA nodes" in res.stderr and "--allow-single-node" in res.stderr
+        assert res.stdout == ""
+        res = run_host(migrate_fork_binary, "--allow-single-node")
+        assert res.returncode == 0, res.stderr
+        check_summary(res.stdout)
+
+
+def test_host_usage_errors(migrate_fork_binary):
+    for args in (["--duration", "x", "--seed", "1"], ["--seed", "1"], ["--duration", "1", "--seed", "1", "--bogus"]):
+        res = subprocess.run([str(migrate_fork_binary), *args], capture_output=True, text=True, timeout=30)
+        assert res.returncode == 2 and "usage:" in res.stderr, (args, res.stderr)
+
+
+@pytest.mark.skipif(not DEBIAN_TARBALL.is_file(), reason=f"{DEBIAN_TARBALL} not installed")
+def test_planted_patches_apply(tmp_path):
+    patches = sorted(PLANTED.glob("*.patch"))
+    assert patches
+    # Each touches only mm/migrate.c: extract just that (the whole tree is 1.7 GB).
+    for p in patches:
+        touched = re.findall(r"^\+\+\+ b/(\S+)", p.read_text(), re.M)
+        assert touched == ["mm/migrate.c"], (p.name, touched)
+    subprocess.run(["tar", "-xf", str(DEBIAN_TARBALL), "-C", str(tmp_path),
+                    "linux-source-6.12/mm/migrate.c"], check=True)
+    for p in patches:
+        res = subprocess.run(["patch", "-p1", "--dry-run", "-i", str(p)], cwd=tmp_path / "linux-source-6.12",
+                             capture_output=True, text=True)
+        assert res.returncode == 0 and "FAILED" not in res.stdout and "fuzz" not in res.stdout, (p.name, res.stdout)
