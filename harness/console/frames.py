@@ -197,6 +197,16 @@ def first_culprit(frames: Iterable[Frame]) -> Optional[Frame]:
     return None
 
 
+# Static inline helpers of include/linux/swapops.h (all eras) that compilers
+# sometimes emit out of line, so that RIP names the helper, not its user.
+_HEADER_HELPER = re.compile(r"^(?:pfn_swap_entry_\w+|migration_entry_to_\w+|swap_entry_migration_sync|"
+                            r"is_\w+_migration_entry|make_\w+_migration_entry)$")
+
+
+def is_header_helper(func: str) -> bool:
+    return bool(_HEADER_HELPER.match(func))
+
+
 def caller_of(frames: List[Frame], guilty: Frame) -> Optional[str]:
     """The first real (not inlined, not helper) function after ``guilty``."""
     seen = False

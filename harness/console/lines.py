@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass
 from typing import Optional
 
-_ANSI = re.compile(r"\x1b(?:\[[0-9;?]*[ -/]*[@-~]|[()][0-9A-Za-z]|[@-Z\\-_])")
+_ANSI = re.compile(r"\x1b(?:\[[0-9;?]*[ -/]*[@-~]|[()][0-9A-Za-z]|[@-~])")
 # C0 controls except TAB; DEL too.  Replaced by nothing: they are line noise.
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 _SYSLOG = re.compile(

@@ -238,9 +238,14 @@ def build_finding(rule: Rule, match: "re.Match", lines: List[Line], first: Line)
     if guilty is not None:
         finding.caller = fr.caller_of(finding.call_trace, guilty) if guilty.inlined else None
         if guilty is rip and (finding.file or "").endswith(".h"):
-            # BUG_ON in a header: an inlined helper; RIP names the real function that
-            # inlined it (symbolize() can name the helper itself).
-            finding.caller = func_name
+            # BUG_ON in a header: an inlined helper. RIP names either the real
+            # function that inlined it (symbolize() can name the helper itself)
+            # or, when the compiler kept the helper out of line, the helper:
+            # then the caller is the next real frame (copy_page_range in fork).
+            if fr.is_header_helper(func_name):
+                finding.caller = fr.caller_of(finding.call_trace, guilty) or func_name
+            else:
+                finding.caller = func_name
     if rule.guilty == "stall":   # blame the code that spun, not the entry point named in the title
         stack = next((st for st in all_stacks if any(f is guilty for f in st)), finding.call_trace)
         stack = fr.interrupted_part(stack) or ([rip] if rip and stack is primary else []) + stack

@@ -1,0 +1,45 @@
+"""Real consoles captured from 6.12 guests with planted bugs (see
+tests/data/console-captured/README.md): the mission's two classes are found,
+first and once per boot, with the panic as aftermath."""
+
+from pathlib import Path
+
+import pytest
+
+from harness.console import analyze_file
+
+CAPTURED = Path(__file__).parent / "data" / "console-captured"
+EXPECTED = {  # file-name prefix -> (class, file, callers the trace allows)
+    "swapops-6.12-fault": ("swapops_bug", "include/linux/swapops.h", {"migration_entry_wait_on_locked"}),
+    "swapops-6.12-fork-1": ("swapops_bug", "include/linux/swapops.h", {"copy_page_range"}),
+    "swapops-6.12-exit-zap": ("swapops_bug", "include/linux/swapops.h", {"unmap_page_range"}),
+    "swapops-6.12-fork-and-exit": ("swapops_bug", "include/linux/swapops.h", None),
+    "swapops-6.12-nodelay": ("swapops_bug", "include/linux/swapops.h", None),
+    "split-6.12": ("split_huge_page_bug", "mm/huge_memory.c", None),
+}
+LOGS = sorted(CAPTURED.glob("*.log"))
+
+
+def test_every_capture_has_an_expectation():
+    assert LOGS
+    for log in LOGS:
+        assert log.name.startswith("clean-") or any(log.name.startswith(p) for p in EXPECTED), log.name
+
+
+@pytest.mark.parametrize("log", LOGS, ids=[p.name for p in LOGS])
+def test_captured_console(log):
+    findings = [f for f in analyze_file(log) if not f.informational]
+    if log.name.startswith("clean-"):
+        assert findings == []
+        return
+    cls, file, callers = next(v for p, v in EXPECTED.items() if log.name.startswith(p))
+    assert len(findings) == 1, [f.title for f in findings]
+    f = findings[0]
+    assert (f.cls, f.file) == (cls, file)
+    assert f.title.startswith("kernel BUG in ")
+    assert f.line and f.line > 0
+    assert f.aftermath, "the panic (or a second oops cut off by it) follows the BUG"
+    raw = log.read_bytes()[f.start:f.end].decode("utf-8", "replace")
+    assert raw == f.excerpt and "kernel BUG at" in raw
+    if callers:
+        assert f.caller in callers
