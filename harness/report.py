@@ -32,6 +32,7 @@ def atomic_write_text(path: Path, text: str) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
+            os.fchmod(f.fileno(), 0o644)  # mkstemp makes it private; results are for the CI to read
             f.write(text)
             f.flush()
             os.fsync(f.fileno())

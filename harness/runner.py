@@ -51,6 +51,9 @@ def finding_report(f: Any) -> str:
     if getattr(f, "aftermath", None):
         lines.append("followed by: " + "; ".join(f.aftermath))
     lines.append(f"signature: {f.signature}")
+    if getattr(f, "call_trace", None):
+        lines.append("call trace:")
+        lines.extend(f"  {frame}" for frame in f.call_trace)
     lines.append("")
     lines.append(f.excerpt)
     return "\n".join(lines)
@@ -66,6 +69,7 @@ class Runner:
         self.console_log = self.run_dir / "console.log"
         self.findings: list[Any] = []
         self.current = None  # the testcase under way, for an interrupt
+        self.vmlinux = None
         self.last_case = None
         self.could_not_test = False
         self.report.record["config"] = cfg.as_dict()
@@ -91,12 +95,13 @@ class Runner:
         finally:
             case.elapsed = time.monotonic() - t0
         case.details = {"cache_hit": kernel.cache_hit, "artifact_dir": str(kernel.artifact_dir)}
+        self.vmlinux = kernel.vmlinux
         config_hash = hashlib.sha256(Path(kernel.config).read_bytes()).hexdigest()[:16]
         meta = kernel.meta
         self.report.record["kernel"] = {"key": kernel.key, "artifact_dir": str(kernel.artifact_dir),
                                         "cache_hit": kernel.cache_hit, "config_sha256_16": config_hash,
                                         "meta": meta}
-        self.report.set_property("kernel_version", meta.get("kernel_version") or meta.get("version"))
+        self.report.set_property("kernel_version", meta.get("kernel_version"))
         self.report.set_property("config_hash", config_hash)
         self.report.set_property("patch_series", self._patch_series_name(meta))
         self.report.set_property("kernel_key", kernel.key)
@@ -104,11 +109,8 @@ class Runner:
         return kernel
 
     def _patch_series_name(self, meta: dict) -> str:
-        patches = meta.get("inputs", {}).get("patches") if isinstance(meta.get("inputs"), dict) else None
-        if patches:
-            names = [p.get("name", str(p)) if isinstance(p, dict) else str(p) for p in patches]
-            return ", ".join(names)
-        return self.cfg.patches or "none"
+        names = [p["name"] for p in meta.get("patches") or []]
+        return ", ".join(names) if names else "none"
 
     def workloads(self):
         from .workloads import build_workload, load_workloads
@@ -161,6 +163,7 @@ class Runner:
         log.info(f"run {self.run_id}: results in {self.run_dir}")
         kernel = self.build()
         chosen, binaries = self.workloads()
+        self.report.case(BOOT_CASE).classname = "kstress.boot"
         for w, _ in chosen:
             self.report.case(w.name).classname = "kstress.workload"
         initrd = build_initramfs(binaries, self.cache_dir)
@@ -213,6 +216,7 @@ class Runner:
         argv = w.argv(duration, self.seed)
         entry: dict[str, Any] = {"argv": argv, "duration": duration, "evidence": w.evidence}
         self.report.record.setdefault("workloads", {})[w.name] = entry
+        self.report.write()
         log.info(f"workload {w.name}: {duration}s, seed {self.seed}")
         alive = True
         try:
@@ -270,7 +274,8 @@ class Runner:
 
         if not self.console_log.exists() or self.console_log.stat().st_size == 0:
             return []
-        return analyze_file(self.console_log)
+        # Symbolized with the build's vmlinux: file:line and inlined frames.
+        return analyze_file(self.console_log, vmlinux=self.vmlinux)
 
     def _attach_findings(self, case, start: int, end: int) -> None:
         """Findings whose report starts in [start, end) of console.log belong

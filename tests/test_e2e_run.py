@@ -82,7 +82,7 @@ def test_planted_swapops_bug_is_found(kernel_cache, tmp_path):
     swapops = [f for f in record["findings"] if f["cls"] == "swapops_bug"]
     assert swapops, record["findings"]
     assert swapops[0]["file"] == "include/linux/swapops.h"
-    console = (run / "console.log").read_text(errors="replace")
+    console = (run / "console.log").read_bytes().decode("utf-8", "replace")
     assert swapops[0]["excerpt"] in console
     doc = validate(run / "junit.xml")
     failures = doc.findall(".//testcase[@name='migrate_fork']/failure")

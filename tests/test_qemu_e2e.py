@@ -1,7 +1,7 @@
 """Real guests: a real kernel under QEMU/TCG with the real initramfs.
 
-Needs KSTRESS_TEST_KERNEL=/path/to/bzImage (a kernel built from
-kernel-configs/). TCG on purpose: it works on every host, KVM or not.
+The kernel is the session's build of the default kernel, or
+$KSTRESS_TEST_KERNEL=/path/to/bzImage. TCG on purpose: it works on every host, KVM or not.
 """
 
 import os
@@ -26,11 +26,15 @@ HELLO_C = '#include <stdio.h>\nint main(void) { puts("hello from a static worklo
 
 
 @pytest.fixture(scope="module")
-def kernel():
+def kernel(request):
+    """$KSTRESS_TEST_KERNEL (a bzImage) if set, else the session's build of
+    the default kernel (conftest.default_kernel)."""
     k = os.environ.get("KSTRESS_TEST_KERNEL")
-    if not k or not Path(k).is_file():
-        pytest.skip("set KSTRESS_TEST_KERNEL to a bzImage to boot real guests")
-    return Path(k)
+    if k:
+        if not Path(k).is_file():
+            pytest.skip(f"KSTRESS_TEST_KERNEL={k} is not a file")
+        return Path(k)
+    return Path(request.getfixturevalue("default_kernel").bzimage)
 
 
 @pytest.fixture(scope="module")
