@@ -62,8 +62,8 @@ def _kvm(cache: Path) -> Check:
         return Check("KVM", False, str(exc), required=False)
     if accel == "kvm":
         return Check("KVM", True, "a probe guest booted under KVM", required=False)
-    return Check("KVM", False, (warning or "KVM does not work") + " (TCG will be used: slower)",
-                 required=False)
+    reason = (warning or "KVM does not work").split("; falling back")[0]
+    return Check("KVM", False, f"{reason}; TCG will be used (slower)", required=False)
 
 
 def checks(cache: Path) -> list[Check]:
