@@ -113,8 +113,14 @@ def extent(following: Iterator[Line], start: Line, rule: Rule) -> List[Line]:
     last_body = 0
     quiet = 0
     state = {"seen_die": bool(_DIE_LINE.search(start.text)), "own_stack": False, "previous_same": True}
+    own_task = start.ctx if start.ctx and start.ctx[0] == "T" else None
     for line in following:
         text = line.text
+        if own_task and line.ctx and line.ctx != own_task:
+            # Another task's line interleaved (PRINTK_CALLER tells): it neither
+            # ends this report nor counts as its body (_stacks filters it too).
+            lines.append(line)
+            continue
         if END_OF_REPORT.search(text):
             lines.append(line)
             last_body = len(lines) - 1
