@@ -199,7 +199,10 @@ def _failure(output: str) -> str:
         if m:
             return f"{current} (malformed patch at line {m.group(1)})"
         if "can't find file to patch" in line:
-            return f"{current} (file to patch not found)"
+            # patch quotes the header it could not use: "|--- a/mm/x.c"
+            named = [ln[5:] for ln in output.splitlines() if ln.startswith("|--- ")]
+            name = _strip_p1(named[0].encode()) if named else None
+            return f"{name or current} (file to patch not found)"
     if hunks:
         return f"{current} ({', '.join(hunks)})"
     last = output.strip().splitlines()[-1] if output.strip() else "no output"

@@ -90,7 +90,8 @@ class Runner:
         try:
             kernel = build_kernel(req, self.cache_dir)
         except KstressError as exc:
-            case.error(f"kernel build failed: {exc}")
+            first, _, rest = str(exc).partition("\n")
+            case.error(first, rest)
             raise
         finally:
             case.elapsed = time.monotonic() - t0
