@@ -155,3 +155,14 @@ def _run_json(run: Path) -> dict:
         return json.loads((run / "run.json").read_text())
     except (FileNotFoundError, json.JSONDecodeError):
         return {}
+
+
+def test_patch_that_does_not_apply_could_not_test(kernel_cache, tmp_path):
+    res = kstress(["run", str(QUICK), "--patches", str(REPO / "tests/data/patches/bad"),
+                   "--results", str(tmp_path)], kernel_cache)
+    assert res.returncode == 125, res.stdout + res.stderr
+    assert "0002-mm-mremap-stale-context.patch does not apply: mm/mremap.c" in res.stderr
+    assert "Traceback" not in res.stderr
+    doc = validate(run_dir_of(tmp_path) / "junit.xml")
+    error = doc.find(".//testcase[@name='build']/error")
+    assert error is not None and "does not apply" in error.get("message")
