@@ -95,7 +95,7 @@ _HELPERS = re.compile(r"^(?:" + "|".join([
     r"_raw_\w+", r"__raw_\w+", r"do_raw_\w+", r"queued_\w+", r"native_queued_\w+", r"__pv_queued_\w+",
     r"pv_\w+", r"(?:spin|read|write)_(?:un)?lock\w*", r"__mutex_\w+", r"mutex_\w+", r"down_\w+", r"down",
     r"up_\w+", r"up", r"rwsem_\w+", r"__rwsem_\w+", r"__down\w*", r"__up\w*", r"rt_mutex\w*",
-    r"__rt_mutex\w*", r"percpu_down_\w+", r"__percpu_down_\w+",
+    r"__rt_mutex\w*", r"percpu_down_\w+", r"__percpu_down_\w+", r"_*pte_offset_map\w*", r"p[mu]d_lock",
     r"__schedule", r"schedule\w*", r"io_schedule\w*", r"preempt_schedule\w*", r"__switch_to\w*",
     r"context_switch", r"finish_task_switch\w*", r"__cond_resched", r"_cond_resched", r"cond_resched\w*",
     r"wait_for_completion\w*", r"__wait_for_common", r"wait_for_common\w*", r"do_wait_for_common",
@@ -208,14 +208,23 @@ def is_header_helper(func: str) -> bool:
 
 
 def caller_of(frames: List[Frame], guilty: Frame) -> Optional[str]:
-    """The first real (not inlined, not helper) function after ``guilty``."""
-    seen = False
-    for frame in frames:
+    """The first real (not inlined, not helper) function after ``guilty``.
+
+    When no frame after it is reliable (the "guess" unwinder prints every
+    frame as "? "), the nearest such "? " frame is the only evidence there
+    is: it names the caller, never the guilty function.
+    """
+    after = []
+    for index, frame in enumerate(frames):
         if frame is guilty:
-            seen = True
-            continue
-        if seen and not frame.unreliable and not frame.inlined and not is_helper(frame.func):
-            return base_name(frame.func)
+            after = frames[index + 1:]
+            break
+    candidates = [f for f in after if not f.inlined and not is_helper(f.func)]
+    reliable = [f for f in candidates if not f.unreliable]
+    if reliable:
+        return base_name(reliable[0].func)
+    if candidates and not any(not f.unreliable for f in after):
+        return base_name(candidates[0].func)
     return None
 
 

@@ -19,7 +19,7 @@ ANCHORS = (
     "oom-killer", "Out of memory", "unreferenced object", "Unable to handle", "Unhandled fault",
     "PANIC: ", "inconsistent lock", "possible deadlock", "Linux version", "SeaBIOS", "Booting the kernel",
     "Decompressing Linux", "Booting Linux", "reboot: ", "Restarting system", "unregister_netdevice: waiting",
-    "VFS: Close", "VFS: Busy inodes",
+    "VFS: Close", "VFS: Busy inodes", "Fixing recursive fault",
 )
 _ANCHORS_BYTES = tuple(a.encode() for a in ANCHORS)
 # For checking one line already in hand (not for scanning: one find per anchor is faster there).

@@ -171,6 +171,7 @@ def _stacks(lines: List[Line], start_ctx: Optional[str]):
     headed = set()   # stacks under a "Call Trace:" header (others: stray address lines)
     irq_end = {}  # stack index -> number of frames before the </IRQ> marker
     rip = None
+    rip_stack = None  # index of the stack printed after the RIP line
     for line in lines:
         text = line.text
         if start_ctx and line.ctx and line.ctx != start_ctx and start_ctx[0] == "T":
@@ -179,6 +180,7 @@ def _stacks(lines: List[Line], start_ctx: Optional[str]):
             frame_rip = fr.parse_rip(text) if ("IP" in text or "pc" in text or "PC" in text) else None
             if frame_rip:
                 rip = frame_rip
+                rip_stack = len(stacks) - 1 if not stacks[-1] else len(stacks)
                 continue
         if _STACK_START.match(text):
             if stacks[-1]:
@@ -196,7 +198,7 @@ def _stacks(lines: List[Line], start_ctx: Optional[str]):
             stacks[-1].append(frame)
     real = [s for s in stacks if s]
     primary = next((s for i, s in enumerate(stacks) if s and i in headed), real[0] if real else [])
-    return [primary] + [s for s in real if s is not primary], rip, irq_end, stacks
+    return [primary] + [s for s in real if s is not primary], rip, irq_end, stacks, rip_stack
 
 
 def build_finding(rule: Rule, match: "re.Match", lines: List[Line], first: Line) -> Optional[Finding]:
@@ -221,7 +223,7 @@ def build_finding(rule: Rule, match: "re.Match", lines: List[Line], first: Line)
     if finding.pid is None and "pid" in groups:
         finding.pid, finding.comm = int(groups["pid"]), groups.get("comm")
 
-    real_stacks, rip, irq_end, all_stacks = _stacks(lines, first.ctx)
+    real_stacks, rip, irq_end, all_stacks, rip_stack = _stacks(lines, first.ctx)
     primary = real_stacks[0]
     if rule.guilty == "access":   # sanitizers print the access's inline chain, one line each
         primary = _access_chain(rule, lines) + primary
@@ -231,7 +233,7 @@ def build_finding(rule: Rule, match: "re.Match", lines: List[Line], first: Line)
         primary = real_stacks[-1]     # lockdep prints the offending task's stack last
     finding.call_trace = ([rip] if rip else []) + primary
 
-    guilty = _choose_guilty(rule, groups, texts, rip, primary, all_stacks, irq_end)
+    guilty = _choose_guilty(rule, groups, texts, rip, primary, all_stacks, irq_end, rip_stack)
     corrupted = False
     if guilty is None and "{func}" in rule.title:
         corrupted = True
@@ -326,7 +328,7 @@ def _access_chain(rule: Rule, lines: List[Line]) -> List[Frame]:
     return chain
 
 
-def _choose_guilty(rule, groups, texts, rip, primary, all_stacks, irq_end) -> Optional[Frame]:
+def _choose_guilty(rule, groups, texts, rip, primary, all_stacks, irq_end, rip_stack=None) -> Optional[Frame]:
     named = groups.get("func")
     if rule.guilty == "warn" and named and not fr.is_helper(named):
         return Frame(func=named)
@@ -355,7 +357,16 @@ def _choose_guilty(rule, groups, texts, rip, primary, all_stacks, irq_end) -> Op
             culprit = fr.stall_culprit(stuck)
             if culprit:
                 return culprit
-        return rip if rip and not fr.is_helper(rip.func) else None
+        if rip and not fr.is_helper(rip.func):
+            return rip
+        # No frame is reliable anywhere (the "guess" unwinder prints every one
+        # as "? "): the stack printed with the stuck CPU's registers is still
+        # the best evidence of where it spins, nearest the top.
+        if rip_stack is not None and rip_stack < len(all_stacks) and \
+                not any(not f.unreliable for stack in all_stacks for f in stack):
+            return next((f for f in all_stacks[rip_stack] if not fr.is_helper(f.func)
+                         and not fr.is_helper_file(f.source)), None)
+        return None
     if rule.guilty in ("trace", "access"):
         return fr.first_culprit(primary) or (rip if rip and not fr.is_helper(rip.func) else None)
     return None

@@ -7,7 +7,8 @@ the rule's ``guilty`` strategy:
   warn    the function named in the WARNING line, else as rip
   access  the function named in the sanitizer line, else the first culprit
   trace   the first culprit frame of the first stack
-  stall   the first culprit frame interrupted by the watchdog (after </IRQ>)
+  stall   the first culprit frame interrupted by the watchdog (after </IRQ>); when
+          no frame is reliable (guess unwinder), the first "? " culprit after RIP
   lock    the lock acquisition site printed by lockdep (", at: func")
   none    the title has no function
 """
@@ -152,6 +153,11 @@ RULES: List[Rule] = [
          "bug", "MEMORY_SAFETY_BUG", "VFS: Close: file count is zero (use-after-free)", "none"),
     Rule("vfs_busy", _r(r"^VFS: Busy inodes after unmount"),
          "bug", "MEMORY_SAFETY_BUG", "VFS: Busy inodes after unmount (use-after-free)", "none"),
+    # make_task_dead(): an oops in a task that was already exiting (its exit
+    # path faulted again, or the first oops came from do_exit itself).  Not
+    # fatal: it follows the oops it repeats, and is that oops's aftermath.
+    Rule("recursive_fault", _r(r"^Fixing recursive fault but reboot is needed!?"),
+         "oops", "BUG", "Fixing recursive fault but reboot is needed", "none"),
     Rule("panic", _r(r"Kernel panic - not syncing: ?(?P<msg>.*)"),
          "panic", "PANIC", "kernel panic: {msg}", "none", fatal=True),
     Rule("oom", _r(r"(?P<comm>\S+) invoked oom-killer: |^Out of memory(?: and no killable processes)?: "),
