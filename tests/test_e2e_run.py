@@ -91,6 +91,18 @@ def test_planted_swapops_bug_is_found(kernel_cache, tmp_path):
     assert not qemu_processes_mentioning(str(run))
 
 
+def test_planted_split_huge_page_bug_is_found(kernel_cache, tmp_path):
+    """The second class of the mission: VM_BUG_ON_FOLIO(!folio_test_locked)
+    in split_huge_page_to_list_to_order, reached from move_pages."""
+    patch = REPO / "tests" / "data" / "planted" / "split-unlocked-in-try-split-folio.patch"
+    res = kstress(["run", str(QUICK), "--seed", "3", "--duration", "60", "--patches", str(patch),
+                   "--results", str(tmp_path)], kernel_cache)
+    assert res.returncode == 1, res.stdout + res.stderr
+    record = json.loads((run_dir_of(tmp_path) / "run.json").read_text())
+    classes = [(f["cls"], f["file"]) for f in record["findings"]]
+    assert classes and classes[0] == ("split_huge_page_bug", "mm/huge_memory.c"), classes
+
+
 def test_kernel_that_panics_at_boot_is_a_boot_finding(kernel_cache, tmp_path):
     cfg = tmp_path / "panic.yaml"
     # No init anywhere and no root device: 6.12 panics ("VFS: Unable to mount root fs").
