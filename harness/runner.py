@@ -71,6 +71,8 @@ class Runner:
         self.current = None  # the testcase under way, for an interrupt
         self.vmlinux = None
         self.last_case = None
+        self.ran: set[str] = set()  # testcases that started
+        self.stop_reason = ""       # why the run stopped early, for testcases that never ran
         self.could_not_test = False
         self.report.record["config"] = cfg.as_dict()
         self.report.record["seed"] = self.seed
@@ -83,6 +85,7 @@ class Runner:
         from .build import BuildRequest, build_kernel
 
         case = self.current = self.report.case(BUILD_CASE)
+        self.ran.add(BUILD_CASE)
         t0 = time.monotonic()
         req = BuildRequest(source=self.cfg.source, ref=self.cfg.ref, patches=self.cfg.patches,
                            base_config=self.cfg.base_config,
@@ -153,6 +156,13 @@ class Runner:
             self.report.record["interrupted"] = how
             if self.current is not None and self.current.status == "passed":
                 self.current.error(f"interrupted by {how}")
+            self.stop_reason = f"interrupted by {how}"
+            raise
+        except KstressError as exc:
+            first, _, rest = str(exc).partition("\n")
+            if self.current is not None and self.current.status == "passed":
+                self.current.error(first, rest)
+            self.stop_reason = first
             raise
         finally:
             self._finish()
@@ -163,8 +173,11 @@ class Runner:
 
         log.info(f"run {self.run_id}: results in {self.run_dir}")
         kernel = self.build()
+        # Preparing the guest (workload builds, initramfs, accelerator) is
+        # part of the boot testcase: its failure is reported there.
+        self.current = self.report.case(BOOT_CASE)
+        self.current.classname = "kstress.boot"
         chosen, binaries = self.workloads()
-        self.report.case(BOOT_CASE).classname = "kstress.boot"
         for w, _ in chosen:
             self.report.case(w.name).classname = "kstress.workload"
         initrd = build_initramfs(binaries, self.cache_dir)
@@ -191,7 +204,7 @@ class Runner:
         from .qemu import BootTimeout, GuestDied, GuestSilent
 
         case = self.current = self.last_case = self.report.case(BOOT_CASE)
-        case.classname = "kstress.boot"
+        self.ran.add(BOOT_CASE)
         t0 = time.monotonic()
         try:
             guest.start()
@@ -212,6 +225,7 @@ class Runner:
         from .qemu import GuestDied, GuestSilent
 
         case = self.current = self.last_case = self.report.case(w.name)
+        self.ran.add(w.name)
         t0 = time.monotonic()
         start = self._console_size()
         argv = w.argv(duration, self.seed)
@@ -324,6 +338,7 @@ class Runner:
         if not pending:
             return
         case, exc, tail = pending
+        self._pending_death = None
         if case.status == "failure":
             return  # the console explains the death: a kernel finding
         if "reboot" in str(exc).lower() or "panic" in tail.lower():
@@ -350,6 +365,10 @@ class Runner:
             except Exception as exc:  # never lose the record over analysis
                 log.warn(f"console analysis failed: {exc}")
         self._settle_death()
+        for c in self.report.cases:
+            if c.name not in self.ran and c.status == "passed":
+                c.status, c.failure_type = "skipped", "not-run"
+                c.message = f"not run: {self.stop_reason or 'an earlier testcase ended the run'}"
         self.report.record["status"] = "finished"
         self.report.record["exit_code"] = self._exit_code()
         self.report.record["finished"] = time.time()

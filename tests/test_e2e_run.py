@@ -114,6 +114,7 @@ def test_kernel_that_panics_at_boot_is_a_boot_finding(kernel_cache, tmp_path):
     doc = validate(run / "junit.xml")
     boot_failure = doc.find(".//testcase[@name='boot']/failure")
     assert boot_failure is not None and "panic" in boot_failure.get("message").lower()
+    assert doc.find(".//testcase[@name='migrate_fork']/skipped") is not None
     assert "Traceback" not in res.stderr
 
 
@@ -128,6 +129,10 @@ def test_accel_kvm_where_kvm_does_not_work_fails_fast(kernel_cache, tmp_path):
     assert "kvm" in res.stderr.lower() and "Traceback" not in res.stderr
     # The kernel is a cache hit by now; the probe costs seconds, not a boot timeout.
     assert time.monotonic() - t0 < 120
+    doc = validate(run_dir_of(tmp_path) / "junit.xml")
+    assert "kvm" in doc.find(".//testcase[@name='boot']/error").get("message").lower()
+    skipped = doc.find(".//testcase[@name='migrate_fork']/skipped")
+    assert skipped is not None and skipped.get("message").startswith("not run: ")
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
