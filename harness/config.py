@@ -117,7 +117,9 @@ class RunConfig:
         return out
 
 
-class _Checker:
+class YamlChecker:
+    """Checks a composed YAML node tree; every failure names file:line and key path."""
+
     def __init__(self, path: Path):
         self.path = path
 
@@ -195,7 +197,7 @@ def load_config(path: str | Path) -> RunConfig:
 
 
 def _validate(root: yaml.Node | None, path: Path) -> RunConfig:
-    chk = _Checker(path)
+    chk = YamlChecker(path)
     base = path.resolve().parent
     cfg = RunConfig(path=path.resolve())
     if root is None:

@@ -20,7 +20,7 @@ import yaml
 
 from . import log
 from .cache import cache_root, clean_stale_tmp, make_tmp_dir, publish_dir
-from .config import REPO_ROOT, Key, _Checker
+from .config import REPO_ROOT, Key, YamlChecker
 from .errors import CouldNotTest, UsageError
 
 WORKLOADS_DIR = REPO_ROOT / "workloads"
@@ -98,7 +98,7 @@ def load_manifest(path: Path) -> Workload:
         line = f":{mark.line + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise UsageError(f"{path}{line}: invalid YAML: {problem}") from None
-    chk = _Checker(path)
+    chk = YamlChecker(path)
     if root is None:
         chk.fail(None, "", f"empty manifest (expected keys: {', '.join(MANIFEST_KEYS)})")
     fields = chk.mapping(root, "")
