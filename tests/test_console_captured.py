@@ -9,13 +9,17 @@ import pytest
 from harness.console import analyze_file
 
 CAPTURED = Path(__file__).parent / "data" / "console-captured"
-EXPECTED = {  # file-name prefix -> (class, file, callers the trace allows)
-    "swapops-6.12-fault": ("swapops_bug", "include/linux/swapops.h", {"migration_entry_wait_on_locked"}),
-    "swapops-6.12-fork-1": ("swapops_bug", "include/linux/swapops.h", {"copy_page_range"}),
-    "swapops-6.12-exit-zap": ("swapops_bug", "include/linux/swapops.h", {"unmap_page_range"}),
-    "swapops-6.12-fork-and-exit": ("swapops_bug", "include/linux/swapops.h", None),
-    "swapops-6.12-nodelay": ("swapops_bug", "include/linux/swapops.h", None),
-    "split-6.12": ("split_huge_page_bug", "mm/huge_memory.c", None),
+BUG = "kernel BUG in "
+EXPECTED = {  # file-name prefix -> (class, file, title prefix, callers the trace allows)
+    "swapops-6.12-fault": ("swapops_bug", "include/linux/swapops.h", BUG, {"migration_entry_wait_on_locked"}),
+    "swapops-6.12-fork-1": ("swapops_bug", "include/linux/swapops.h", BUG, {"copy_page_range"}),
+    "swapops-6.12-exit-zap": ("swapops_bug", "include/linux/swapops.h", BUG, {"unmap_page_range"}),
+    "swapops-6.12-fork-and-exit": ("swapops_bug", "include/linux/swapops.h", BUG, None),
+    "swapops-6.12-nodelay": ("swapops_bug", "include/linux/swapops.h", BUG, None),
+    "split-6.12": ("split_huge_page_bug", "mm/huge_memory.c", BUG, None),
+    # A real DEBUG_VM warning of unpatched 6.12.117 under migrate_fork (five
+    # times in one boot: one finding, the repeats its aftermath).
+    "warning-6.12-deferred-split-folio": ("warning", "mm/huge_memory.c", "WARNING in deferred_split_folio", None),
 }
 LOGS = sorted(CAPTURED.glob("*.log"))
 
@@ -32,14 +36,14 @@ def test_captured_console(log):
     if log.name.startswith("clean-"):
         assert findings == []
         return
-    cls, file, callers = next(v for p, v in EXPECTED.items() if log.name.startswith(p))
+    cls, file, title, callers = next(v for p, v in EXPECTED.items() if log.name.startswith(p))
     assert len(findings) == 1, [f.title for f in findings]
     f = findings[0]
     assert (f.cls, f.file) == (cls, file)
-    assert f.title.startswith("kernel BUG in ")
+    assert f.title.startswith(title)
     assert f.line and f.line > 0
-    assert f.aftermath, "the panic (or a second oops cut off by it) follows the BUG"
+    assert f.aftermath, "the panic (or a second oops cut off by it, or the repeats) follows"
     raw = log.read_bytes()[f.start:f.end].decode("utf-8", "replace")
-    assert raw == f.excerpt and "kernel BUG at" in raw
+    assert raw == f.excerpt and ("kernel BUG at" in raw or "WARNING:" in raw)
     if callers:
         assert f.caller in callers
