@@ -7,10 +7,8 @@ point leaves the record of what it had collected.
 from __future__ import annotations
 
 import json
-import os
 import re
 import socket
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +17,8 @@ from typing import Any
 import xml.etree.ElementTree as ET
 
 from junit_xml import TestCase, TestSuite
+
+from .cache import atomic_write_bytes
 
 # XML 1.0 forbids most control characters; consoles are full of them.
 _XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
@@ -29,20 +29,8 @@ def xml_safe(text: str) -> str:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            os.fchmod(f.fileno(), 0o644)  # mkstemp makes it private; results are for the CI to read
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    # Readable by the CI user that collects results (mkstemp makes files private).
+    atomic_write_bytes(path, text.encode("utf-8"), mode=0o644)
 
 
 @dataclass
