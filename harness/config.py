@@ -7,6 +7,7 @@ in one line, so a typo in a nightly job's config is found at once.
 from __future__ import annotations
 
 import copy
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,11 +61,21 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "workload_grace": Key(_NUM, 60, "seconds a workload may run past its duration", minimum=0),
     },
     "workloads": {},  # a list, see WORKLOAD_KEYS
+    "known_issues": {},  # a list, see KNOWN_ISSUE_KEYS
 }
 
 WORKLOAD_KEYS: dict[str, Key] = {
     "name": Key((str,), None, "workload name (a directory in workloads/)"),
     "duration": Key((int, type(None)), None, "seconds (null: the manifest's default)", minimum=1),
+}
+
+# A known issue is a real finding that a nightly job has triaged: it is still
+# reported (run.json, junit system-out, summary) but does not fail the run.
+KNOWN_ISSUE_KEYS: dict[str, Key] = {
+    "title": Key((str,), None, "regular expression searched in the finding's title"),
+    "file": Key(_STR_OR_NULL, None, "the finding's source file, exactly"),
+    "kernel": Key(_STR_OR_NULL, None, "regular expression searched in the kernel version"),
+    "reason": Key((str,), None, "why it is known: a link or a sentence"),
 }
 
 _TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", list: "a list",
@@ -79,6 +90,26 @@ def _expected(types: tuple) -> str:
 class WorkloadChoice:
     name: str
     duration: int | None = None
+
+
+@dataclass
+class KnownIssue:
+    title: str
+    reason: str
+    file: str | None = None
+    kernel: str | None = None
+
+    def matches(self, finding: Any, kernel_version: str | None) -> bool:
+        if not re.search(self.title, finding.title or ""):
+            return False
+        if self.file is not None and finding.file != self.file:
+            return False
+        version = getattr(finding, "kernel_version", None) or kernel_version or ""
+        return self.kernel is None or bool(re.search(self.kernel, version))
+
+
+def known_issue_for(issues: list[KnownIssue], finding: Any, kernel_version: str | None) -> KnownIssue | None:
+    return next((k for k in issues if k.matches(finding, kernel_version)), None)
 
 
 @dataclass
@@ -103,6 +134,7 @@ class RunConfig:
     results: Path = Path("results")
     workload_grace: float = 60
     workloads: list[WorkloadChoice] = field(default_factory=list)
+    known_issues: list[KnownIssue] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         out = {}
@@ -111,7 +143,7 @@ class RunConfig:
                 v = str(v)
             elif k == "fragments":
                 v = [str(p) for p in v]
-            elif k == "workloads":
+            elif k in ("workloads", "known_issues"):
                 v = [w.__dict__ for w in v]
             out[k] = v
         return out
@@ -205,7 +237,7 @@ def _validate(root: yaml.Node | None, path: Path) -> RunConfig:
     top = chk.mapping(root, "")
     chk.unknown(top, SCHEMA, "")
     for section, keys in SCHEMA.items():
-        if section not in top or section == "workloads":
+        if section not in top or section in ("workloads", "known_issues"):
             continue
         fields = chk.mapping(top[section], section)
         chk.unknown(fields, keys, section)
@@ -251,6 +283,27 @@ def _validate(root: yaml.Node | None, path: Path) -> RunConfig:
             if "duration" in fields:
                 choice.duration = chk.value(fields["duration"], f"{keypath}.duration", WORKLOAD_KEYS["duration"])
             cfg.workloads.append(choice)
+    if "known_issues" in top:
+        node = top["known_issues"]
+        if not isinstance(node, yaml.SequenceNode):
+            chk.fail(node, "known_issues", "expected a list of {title, reason, file, kernel}")
+        for i, item in enumerate(node.value):
+            keypath = f"known_issues[{i}]"
+            fields = chk.mapping(item, keypath)
+            chk.unknown(fields, KNOWN_ISSUE_KEYS, keypath)
+            values = {}
+            for name, key in KNOWN_ISSUE_KEYS.items():
+                if name in fields:
+                    values[name] = chk.value(fields[name], f"{keypath}.{name}", key)
+                elif key.default is None and name in ("title", "reason"):
+                    chk.fail(item, keypath, f"missing key '{name}'")
+            for name in ("title", "kernel"):
+                if values.get(name) is not None:
+                    try:
+                        re.compile(values[name])
+                    except re.error as exc:
+                        chk.fail(fields[name], f"{keypath}.{name}", f"not a regular expression: {exc}")
+            cfg.known_issues.append(KnownIssue(**values))
     return _finish(cfg, base)
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from . import log
-from .config import RunConfig
+from .config import RunConfig, known_issue_for
 from .errors import EXIT_CLEAN, EXIT_COULD_NOT_TEST, EXIT_FINDINGS, CouldNotTest, KstressError
 from .report import RunReport
 from .vmstat import deltas, missing_evidence, parse_vmstat
@@ -70,6 +70,8 @@ class Runner:
         self.findings: list[Any] = []
         self.current = None  # the testcase under way, for an interrupt
         self.vmlinux = None
+        self.kernel_version: str | None = None
+        self.known: dict[int, str] = {}  # id(finding) -> the known issue's reason
         self.last_case = None
         self.ran: set[str] = set()  # testcases that started
         self.stop_reason = ""       # why the run stopped early, for testcases that never ran
@@ -100,6 +102,7 @@ class Runner:
             case.elapsed = time.monotonic() - t0
         case.details = {"cache_hit": kernel.cache_hit, "artifact_dir": str(kernel.artifact_dir)}
         self.vmlinux = kernel.vmlinux
+        self.kernel_version = kernel.meta.get("kernel_version")
         config_hash = hashlib.sha256(Path(kernel.config).read_bytes()).hexdigest()[:16]
         meta = kernel.meta
         self.report.record["kernel"] = {"key": kernel.key, "artifact_dir": str(kernel.artifact_dir),
@@ -304,8 +307,18 @@ class Runner:
             if getattr(f, "informational", False):
                 case.details.setdefault("informational", []).append(f.title)
                 continue
+            known = known_issue_for(self.cfg.known_issues, f, self.kernel_version)
+            if known is not None:
+                # Triaged: reported in full, but the testcase keeps its verdict.
+                self.known[id(f)] = known.reason
+                case.details.setdefault("known_issues", []).append(f"{f.title} ({known.reason})")
+                case.stdout = (case.stdout + "\n" if case.stdout else "") + \
+                    f"known issue, not failed: {known.reason}\n{finding_report(f)}"
+                log.warn(f"known issue: {f.title} ({known.reason})")
+                continue
             case.fail(f.title, finding_report(f), "kernel")
-        self.report.record["findings"] = [f.to_dict() for f in self.findings]
+        self.report.record["findings"] = [dict(f.to_dict(), known_issue=self.known.get(id(f)))
+                                          for f in self.findings]
 
     def _guest_trouble(self, case, exc, during: str) -> None:
         """The guest died, hung or went silent. If the console explains it
@@ -383,6 +396,9 @@ class Runner:
             if c.message:
                 line += f"  {c.message}"
             lines.append(line)
+        for f in self.findings:
+            if id(f) in self.known:
+                lines.append(f"  known issue (not failed): {f.title}: {self.known[id(f)]}")
         lines.append(f"results: {self.run_dir}")
         return "\n".join(lines) + "\n"
 

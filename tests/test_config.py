@@ -108,3 +108,24 @@ def test_cli_bad_input_exits_2_without_traceback(tmp_path, capsys, argv, needle)
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert needle in err and "Traceback" not in err
+
+
+def test_known_issues_match_title_file_and_kernel(tmp_path):
+    from harness.config import known_issue_for
+    from harness.console import analyze_file
+
+    captured = Path(__file__).parent / "data" / "console-captured"
+    cfg = load_config(DEFAULT_CONFIG)
+    warning = analyze_file(captured / "warning-6.12-deferred-split-folio-unpatched-1.log")[0]
+    bug = analyze_file(captured / "swapops-6.12-fork-1.log")[0]
+    assert known_issue_for(cfg.known_issues, warning, "6.12.117") is not None
+    assert known_issue_for(cfg.known_issues, bug, "6.12.117") is None
+    warning.kernel_version = "6.13.1"  # another kernel: the entry does not apply
+    assert known_issue_for(cfg.known_issues, warning, "6.13.1") is None
+
+
+def test_known_issue_errors(tmp_path):
+    with pytest.raises(UsageError, match=r"known_issues\[0\]: missing key 'reason'"):
+        load_config(write(tmp_path, "known_issues:\n  - title: x\n"))
+    with pytest.raises(UsageError, match=r":2: known_issues\[0\].title: not a regular expression"):
+        load_config(write(tmp_path, "known_issues:\n  - {title: '(', reason: r}\n"))
