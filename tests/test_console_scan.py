@@ -2,6 +2,10 @@
 
 import json
 import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -51,12 +55,41 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, make, problem):
     assert err.count("\n") == 1 and err.startswith(f"kstress scan: error: {path}: {problem}")
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
-def test_unreadable_file_exit_2(tmp_path, capsys):
-    path = _write(tmp_path, "secret.log", SWAPOPS)
+@pytest.mark.parametrize("dir_mode", [0o755, 0o700], ids=["file-mode-0", "dir-not-searchable"])
+def test_unreadable_file_exit_2(dir_mode):
+    """Root reads files whatever their mode, so as root the scan runs in a
+    child that has dropped to the unprivileged user 'nobody'."""
+    parent = Path(tempfile.mkdtemp(prefix="kstress-unreadable-"))  # pytest's tmp is private
+    os.chmod(parent, dir_mode)
+    path = _write(parent, "secret.log", SWAPOPS)
     os.chmod(path, 0)
-    assert scan_command([path], as_json=False, vmlinux=None) == 2
-    assert "permission denied" in capsys.readouterr().err
+    try:
+        _scan_as_nobody(path)
+    finally:
+        shutil.rmtree(parent)
+
+
+def _scan_as_nobody(path):
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        code = 99
+        try:
+            sys.stderr = os.fdopen(write_end, "w")
+            if os.geteuid() == 0:
+                os.setgroups([])
+                os.setgid(65534)
+                os.setuid(65534)
+            code = scan_command([path], as_json=False, vmlinux=None)
+        finally:
+            sys.stderr.flush()
+            os._exit(code)
+    os.close(write_end)
+    with os.fdopen(read_end) as f:
+        err = f.read()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 2, err
+    assert err.count("\n") == 1 and "permission denied" in err.lower()
 
 
 def _multi_boot_log():

@@ -12,8 +12,15 @@ from .symbolize import SymbolizeError
 
 
 def _input_problem(path: str) -> Optional[str]:
-    if not os.path.exists(path):
+    try:
+        os.stat(path)
+    except FileNotFoundError:
         return "no such file"
+    except PermissionError:
+        # os.path.exists() says False here too: name the real cause.
+        return "permission denied (a directory on the path cannot be searched)"
+    except OSError as exc:
+        return exc.strerror or str(exc)
     if os.path.isdir(path):
         return "is a directory, expected a console log file"
     if not os.access(path, os.R_OK):
