@@ -266,45 +266,50 @@ def _validate(root: yaml.Node | None, path: Path) -> RunConfig:
             elif name == "results":
                 value = Path(_resolve_path(value, Path.cwd()))
             setattr(cfg, name, value)
-    if "workloads" in top:
-        node = top["workloads"]
-        if not isinstance(node, yaml.SequenceNode):
-            chk.fail(node, "workloads", "expected a list of {name, duration}")
-        for i, item in enumerate(node.value):
-            keypath = f"workloads[{i}]"
-            if isinstance(item, yaml.ScalarNode):
-                cfg.workloads.append(WorkloadChoice(name=chk.value(item, keypath, WORKLOAD_KEYS["name"])))
-                continue
-            fields = chk.mapping(item, keypath)
-            chk.unknown(fields, WORKLOAD_KEYS, keypath)
-            if "name" not in fields:
-                chk.fail(item, keypath, "missing key 'name'")
-            choice = WorkloadChoice(name=chk.value(fields["name"], f"{keypath}.name", WORKLOAD_KEYS["name"]))
-            if "duration" in fields:
-                choice.duration = chk.value(fields["duration"], f"{keypath}.duration", WORKLOAD_KEYS["duration"])
-            cfg.workloads.append(choice)
-    if "known_issues" in top:
-        node = top["known_issues"]
-        if not isinstance(node, yaml.SequenceNode):
-            chk.fail(node, "known_issues", "expected a list of {title, reason, file, kernel}")
-        for i, item in enumerate(node.value):
-            keypath = f"known_issues[{i}]"
-            fields = chk.mapping(item, keypath)
-            chk.unknown(fields, KNOWN_ISSUE_KEYS, keypath)
-            values = {}
-            for name, key in KNOWN_ISSUE_KEYS.items():
-                if name in fields:
-                    values[name] = chk.value(fields[name], f"{keypath}.{name}", key)
-                elif key.default is None and name in ("title", "reason"):
-                    chk.fail(item, keypath, f"missing key '{name}'")
-            for name in ("title", "kernel"):
-                if values.get(name) is not None:
-                    try:
-                        re.compile(values[name])
-                    except re.error as exc:
-                        chk.fail(fields[name], f"{keypath}.{name}", f"not a regular expression: {exc}")
-            cfg.known_issues.append(KnownIssue(**values))
+    for _item, values in _list_of_mappings(chk, top, "workloads", WORKLOAD_KEYS,
+                                           required=("name",), shorthand="name"):
+        cfg.workloads.append(WorkloadChoice(**values))
+    for i, (item, values) in enumerate(_list_of_mappings(chk, top, "known_issues", KNOWN_ISSUE_KEYS,
+                                                         required=("title", "reason"))):
+        keypath = f"known_issues[{i}]"
+        for name in ("title", "kernel"):
+            if values.get(name) is not None:
+                try:
+                    re.compile(values[name])
+                except re.error as exc:
+                    chk.fail(item.value_nodes[name], f"{keypath}.{name}", f"not a regular expression: {exc}")
+        cfg.known_issues.append(KnownIssue(**values))
     return _finish(cfg, base)
+
+
+class _Item:
+    """A list item's node and its value nodes, for error lines."""
+
+    def __init__(self, node: yaml.Node, value_nodes: dict[str, yaml.Node]):
+        self.node, self.value_nodes = node, value_nodes
+
+
+def _list_of_mappings(chk: YamlChecker, top: dict[str, yaml.Node], section: str, keys: dict[str, Key],
+                      required: tuple[str, ...], shorthand: str | None = None):
+    """Yield (item, values) for a top-level list of mappings checked against
+    ``keys``; a bare scalar item means {shorthand: scalar}."""
+    if section not in top:
+        return
+    node = top[section]
+    if not isinstance(node, yaml.SequenceNode):
+        chk.fail(node, section, f"expected a list of {{{', '.join(keys)}}}")
+    for i, item in enumerate(node.value):
+        keypath = f"{section}[{i}]"
+        if shorthand and isinstance(item, yaml.ScalarNode):
+            yield _Item(item, {shorthand: item}), {shorthand: chk.value(item, keypath, keys[shorthand])}
+            continue
+        fields = chk.mapping(item, keypath)
+        chk.unknown(fields, keys, keypath)
+        for name in required:
+            if name not in fields:
+                chk.fail(item, keypath, f"missing key '{name}'")
+        yield _Item(item, fields), {name: chk.value(fields[name], f"{keypath}.{name}", key)
+                                    for name, key in keys.items() if name in fields}
 
 
 def _finish(cfg: RunConfig, base: Path) -> RunConfig:

@@ -1,4 +1,5 @@
-"""Symbolization against a real vmlinux (KSTRESS_VMLINUX, default the dev build).
+"""Symbolization against a real vmlinux: $KSTRESS_VMLINUX if set, else the
+vmlinux of the session's build of the default kernel (conftest.default_kernel).
 
 The test finds, in the vmlinux itself, a BUG (ud2) inlined from
 pfn_swap_entry_folio into migration_entry_wait_on_locked, and writes the
@@ -16,27 +17,32 @@ import pytest
 from harness.console import analyze_text
 from test_console_data import DATA_DIR, read_console_case
 
-VMLINUX = Path(os.environ.get("KSTRESS_VMLINUX", "/tmp/dev/build/vmlinux"))
 HOST_FUNC, HELPER = "migration_entry_wait_on_locked", "pfn_swap_entry_folio"
-
-pytestmark = [
-    pytest.mark.skipif(not VMLINUX.is_file(), reason=f"needs a vmlinux with debug info at {VMLINUX} (KSTRESS_VMLINUX)"),
-    pytest.mark.skipif(not all(shutil.which(t) for t in ("nm", "objdump", "addr2line")),
-                       reason="needs binutils (nm, objdump, addr2line)"),
-]
+needs_binutils = pytest.mark.skipif(not all(shutil.which(t) for t in ("nm", "objdump", "addr2line")),
+                                    reason="needs binutils (nm, objdump, addr2line)")
 
 
-def _planted_bug_site():
+@pytest.fixture(scope="module")
+def vmlinux(request) -> Path:
+    path = os.environ.get("KSTRESS_VMLINUX")
+    if path:
+        if not Path(path).is_file():
+            pytest.skip(f"KSTRESS_VMLINUX={path} is not a file")
+        return Path(path)
+    return Path(request.getfixturevalue("default_kernel").vmlinux)
+
+
+def _planted_bug_site(vmlinux: Path):
     """(offset, size, BUG line) of a ud2 in HOST_FUNC whose inline chain has HELPER."""
-    nm = subprocess.run(["nm", "-S", str(VMLINUX)], capture_output=True, text=True, check=True).stdout
+    nm = subprocess.run(["nm", "-S", str(vmlinux)], capture_output=True, text=True, check=True).stdout
     match = re.search(r"^([0-9a-f]+) ([0-9a-f]+) [tT] " + HOST_FUNC + "$", nm, re.M)
     if not match:
-        pytest.skip(f"{VMLINUX} has no {HOST_FUNC}")
+        pytest.skip(f"{vmlinux} has no {HOST_FUNC}")
     start, size = int(match.group(1), 16), int(match.group(2), 16)
     dump = subprocess.run(["objdump", "-d", f"--start-address={start:#x}", f"--stop-address={start + size:#x}",
-                           str(VMLINUX)], capture_output=True, text=True, check=True).stdout
+                           str(vmlinux)], capture_output=True, text=True, check=True).stdout
     for address in re.findall(r"^([0-9a-f]+):\s+0f 0b\s+ud2", dump, re.M):
-        chain = subprocess.run(["addr2line", "-f", "-i", "-e", str(VMLINUX), "0x" + address],
+        chain = subprocess.run(["addr2line", "-f", "-i", "-e", str(vmlinux), "0x" + address],
                                capture_output=True, text=True, check=True).stdout.split("\n")
         if HELPER in chain:
             line = chain[chain.index(HELPER) + 1].rsplit(":", 1)[1].split()[0]
@@ -44,12 +50,14 @@ def _planted_bug_site():
     pytest.skip(f"no BUG inlined from {HELPER} in {HOST_FUNC} in this build")
 
 
-def test_inlined_helper_becomes_guilty_and_host_its_caller():
-    offset, size, line = _planted_bug_site()
+@pytest.mark.e2e
+@needs_binutils
+def test_inlined_helper_becomes_guilty_and_host_its_caller(vmlinux):
+    offset, size, line = _planted_bug_site(vmlinux)
     log = read_console_case(DATA_DIR / "swapops_bug_6.12_printk_time.log").raw_log.decode()
     log = log.replace("swapops.h:486!", f"swapops.h:{line}!").replace(
         f"{HOST_FUNC}+0x1f4/0x200", f"{HOST_FUNC}+{offset:#x}/{size:#x}")
-    (finding,) = analyze_text(log, vmlinux=str(VMLINUX))
+    (finding,) = analyze_text(log, vmlinux=str(vmlinux))
     assert finding.title == f"kernel BUG in {HELPER}"
     assert (finding.guilty_function, finding.caller) == (HELPER, HOST_FUNC)
     assert finding.cls == "swapops_bug"
