@@ -25,9 +25,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 
+from test_console_corpus import corpus_dir, read_dir  # noqa: E402
+
 from harness.console import analyze_text  # noqa: E402
 from harness.console.prefilter import ANCHORS, grep_markers  # noqa: E402
-from test_console_corpus import corpus_dir, read_dir  # noqa: E402
 
 MB = 1 << 20
 

@@ -7,16 +7,22 @@ Exit codes (git bisect run friendly): 0 clean, 1 kernel findings,
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import traceback
 from pathlib import Path
 
-from . import __version__, log
-from .config import DEFAULT_CONFIG, apply_overrides, load_config
-from .errors import EXIT_COULD_NOT_TEST, EXIT_USAGE, KstressError
+from harness import __version__, log
+from harness.config import apply_overrides, load_config, resolve_fragment
+from harness.console import scan_command
+from harness.doctor import doctor
+from harness.errors import EXIT_COULD_NOT_TEST, EXIT_INTERRUPTED, EXIT_USAGE, KstressError
+from harness.kernel import BuildRequest, build_kernel
+from harness.paths import shipped_configs
+from harness.run.runner import Runner
 
-EXIT_INTERRUPTED = 130
+DEFAULT_CONFIG_NAME = "default"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -39,9 +45,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--cache", type=Path, help="cache directory (default: $KSTRESS_CACHE or ~/.cache/kstress)")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
+    shipped = ", ".join(shipped_configs())
     run = sub.add_parser("run", help="build, boot, stress and report")
-    run.add_argument("config", nargs="?", type=Path, default=DEFAULT_CONFIG,
-                     help=f"run config (default: {DEFAULT_CONFIG.relative_to(DEFAULT_CONFIG.parent.parent)})")
+    run.add_argument("config", nargs="?", default=DEFAULT_CONFIG_NAME,
+                     help=f"run config: a YAML file, or a shipped config's name ({shipped}; default: "
+                          f"{DEFAULT_CONFIG_NAME})")
     _add_kernel_options(run)
     run.add_argument("--results", help="directory for results/<run-id>/")
     run.add_argument("--duration", type=int, help="seconds for every workload")
@@ -49,8 +57,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--accel", choices=("auto", "kvm", "tcg"), help="override guest.accel")
 
     build = sub.add_parser("build", help="build a kernel and print its artifact directory")
-    build.add_argument("config", nargs="?", type=Path, default=DEFAULT_CONFIG,
-                       help="run config whose kernel section to use")
+    build.add_argument("config", nargs="?", default=DEFAULT_CONFIG_NAME,
+                       help="run config whose kernel section to use (a file or a shipped config's name)")
     _add_kernel_options(build)
     build.add_argument("--base-config", help="make target or .config path (default: tinyconfig)")
     build.add_argument("--fragment", action="append", help="Kconfig fragment (repeatable; replaces the config's)")
@@ -69,8 +77,6 @@ def _raise_interrupt(signum, frame):
 
 
 def cmd_run(args) -> int:
-    from .runner import Runner
-
     cfg = apply_overrides(load_config(args.config), source=args.source, ref=args.ref,
                           patches=args.patches, results=args.results,
                           duration=args.duration, seed=args.seed, accel=args.accel)
@@ -83,9 +89,6 @@ def cmd_run(args) -> int:
 
 
 def cmd_build(args) -> int:
-    from .build import BuildRequest, build_kernel
-    from .config import resolve_fragment
-
     cfg = apply_overrides(load_config(args.config), source=args.source, ref=args.ref,
                           patches=args.patches)
     fragments = cfg.fragments
@@ -101,14 +104,10 @@ def cmd_build(args) -> int:
 
 
 def cmd_scan(args) -> int:
-    from .console import scan_command
-
     return scan_command(args.logs, as_json=args.json, vmlinux=args.vmlinux)
 
 
 def cmd_doctor(args) -> int:
-    from .doctor import doctor
-
     return doctor(args.cache)
 
 
@@ -118,7 +117,6 @@ COMMANDS = {"run": cmd_run, "build": cmd_build, "scan": cmd_scan, "doctor": cmd_
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.cache is not None:
-        import os
         os.environ["KSTRESS_CACHE"] = str(args.cache.resolve())
     # SIGTERM (a Jenkins abort) takes the same path as Ctrl-C: the guest is
     # killed and the results are written before we exit.

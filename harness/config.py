@@ -14,32 +14,19 @@ from typing import Any
 
 import yaml
 
-from .errors import UsageError
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
-KERNEL_CONFIGS_DIR = REPO_ROOT / "kernel-configs"
-DEFAULT_CONFIG = REPO_ROOT / "configs" / "default.yaml"
-
-
-@dataclass(frozen=True)
-class Key:
-    """One key of the schema: its type(s), default and a word on its meaning."""
-
-    types: tuple
-    default: Any
-    help: str
-    choices: tuple = ()
-    minimum: float | None = None
-
-
-_STR_OR_NULL = (str, type(None))
-_INT = (int,)
-_NUM = (int, float)
+from harness.errors import UsageError
+from harness.guest.machine import BOOT_TIMEOUT, SILENCE_TIMEOUT
+from harness.paths import CONFIGS_DIR, KERNEL_CONFIGS_DIR, default_fragments, shipped_configs
+from harness.yamlcheck import INT as _INT
+from harness.yamlcheck import NUMBER as _NUM
+from harness.yamlcheck import STR_OR_NULL as _STR_OR_NULL
+from harness.yamlcheck import Key, YamlChecker, compose_file
 
 # The schema: section -> key -> Key. Lists are checked by ITEM_SCHEMAS.
 SCHEMA: dict[str, dict[str, Key]] = {
     "kernel": {
-        "source": Key(_STR_OR_NULL, None, "kernel source: directory, tarball or git repository (null: Debian's linux-source-6.12)"),
+        "source": Key(_STR_OR_NULL, None,
+                      "kernel source: directory, tarball or git repository (null: Debian's linux-source-6.12)"),
         "ref": Key(_STR_OR_NULL, None, "git ref when source is a git repository"),
         "patches": Key(_STR_OR_NULL, None, "patch series: directory of *.patch or one mbox file"),
         "base_config": Key((str,), "tinyconfig", "make target or path of a full .config"),
@@ -52,8 +39,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "memory_mb": Key(_INT, 2048, "guest memory in MiB", minimum=256),
         "cmdline": Key(_STR_OR_NULL, None, "full kernel command line (null: kstress's default)"),
         "extra_cmdline": Key((str,), "", "appended to the kernel command line"),
-        "boot_timeout": Key(_NUM, 180, "seconds to reach the ready marker", minimum=1),
-        "silence_timeout": Key(_NUM, 120, "seconds of silence that make a hang", minimum=1),
+        "boot_timeout": Key(_NUM, BOOT_TIMEOUT, "seconds to reach the ready marker", minimum=1),
+        "silence_timeout": Key(_NUM, SILENCE_TIMEOUT, "seconds of silence that make a hang", minimum=1),
     },
     "run": {
         "seed": Key((int, type(None)), None, "seed for the workloads (null: random, recorded)"),
@@ -78,12 +65,6 @@ KNOWN_ISSUE_KEYS: dict[str, Key] = {
     "reason": Key((str,), None, "why it is known: a link or a sentence"),
 }
 
-_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", list: "a list",
-               dict: "a mapping", bool: "true/false", type(None): "null"}
-
-
-def _expected(types: tuple) -> str:
-    return " or ".join(dict.fromkeys(_TYPE_NAMES[t] for t in types))
 
 
 @dataclass
@@ -98,18 +79,6 @@ class KnownIssue:
     reason: str
     file: str | None = None
     kernel: str | None = None
-
-    def matches(self, finding: Any, kernel_version: str | None) -> bool:
-        if not re.search(self.title, finding.title or ""):
-            return False
-        if self.file is not None and finding.file != self.file:
-            return False
-        version = getattr(finding, "kernel_version", None) or kernel_version or ""
-        return self.kernel is None or bool(re.search(self.kernel, version))
-
-
-def known_issue_for(issues: list[KnownIssue], finding: Any, kernel_version: str | None) -> KnownIssue | None:
-    return next((k for k in issues if k.matches(finding, kernel_version)), None)
 
 
 @dataclass
@@ -128,8 +97,8 @@ class RunConfig:
     memory_mb: int = 2048
     cmdline: str | None = None
     extra_cmdline: str = ""
-    boot_timeout: float = 180
-    silence_timeout: float = 120
+    boot_timeout: float = BOOT_TIMEOUT
+    silence_timeout: float = SILENCE_TIMEOUT
     seed: int | None = None
     results: Path = Path("results")
     workload_grace: float = 60
@@ -149,47 +118,6 @@ class RunConfig:
         return out
 
 
-class YamlChecker:
-    """Checks a composed YAML node tree; every failure names file:line and key path."""
-
-    def __init__(self, path: Path):
-        self.path = path
-
-    def fail(self, node: yaml.Node | None, keypath: str, what: str) -> None:
-        line = f":{node.start_mark.line + 1}" if node is not None else ""
-        where = f" {keypath}:" if keypath else ""
-        raise UsageError(f"{self.path}{line}:{where} {what}")
-
-    def mapping(self, node: yaml.Node, keypath: str) -> dict[str, yaml.Node]:
-        if not isinstance(node, yaml.MappingNode):
-            self.fail(node, keypath, "expected a mapping")
-        out = {}
-        for knode, vnode in node.value:
-            if not isinstance(knode, yaml.ScalarNode):
-                self.fail(knode, keypath, "expected a string key")
-            if knode.value in out:
-                self.fail(knode, f"{keypath}.{knode.value}".lstrip("."), "duplicate key")
-            out[knode.value] = vnode
-        return out
-
-    def value(self, node: yaml.Node, keypath: str, key: Key) -> Any:
-        value = yaml.safe_load(yaml.serialize(node)) if node is not None else None
-        if isinstance(value, bool) or not isinstance(value, key.types):
-            if not (float in key.types and isinstance(value, int) and not isinstance(value, bool)):
-                self.fail(node, keypath, f"expected {_expected(key.types)}, got {value!r}")
-        if key.choices and value not in key.choices:
-            self.fail(node, keypath, f"expected one of {', '.join(key.choices)}, got {value!r}")
-        if key.minimum is not None and value is not None and value < key.minimum:
-            self.fail(node, keypath, f"expected at least {key.minimum}, got {value!r}")
-        return value
-
-    def unknown(self, knode_map: dict[str, yaml.Node], allowed: dict, keypath: str) -> None:
-        for name, vnode in knode_map.items():
-            if name not in allowed:
-                full = f"{keypath}.{name}" if keypath else name
-                self.fail(vnode, full, f"unknown key (expected one of: {', '.join(allowed)})")
-
-
 def _resolve_path(value: str, base: Path) -> str:
     p = Path(value).expanduser()
     return str(p if p.is_absolute() else (base / p))
@@ -204,28 +132,21 @@ def resolve_fragment(name: str, base: Path) -> Path:
     return Path(_resolve_path(name, base))
 
 
-def default_fragments() -> list[Path]:
-    return sorted(KERNEL_CONFIGS_DIR.glob("*.config"))
+def find_config(name: str | Path) -> Path:
+    """A path as given, or the short name of a shipped config ("default", "quick")."""
+    path = Path(name)
+    if path.exists() or "/" in str(name) or path.suffix:
+        return path
+    shipped = shipped_configs()
+    if str(name) in shipped:
+        return shipped[str(name)]
+    raise UsageError(f"{name}: no such config file, nor a shipped config "
+                     f"(shipped in {CONFIGS_DIR}: {', '.join(shipped) or 'none'})")
 
 
 def load_config(path: str | Path) -> RunConfig:
-    path = Path(path)
-    if not path.exists():
-        raise UsageError(f"{path}: no such config file")
-    if not path.is_file():
-        raise UsageError(f"{path}: not a file")
-    try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"{path}: cannot read: {exc}") from None
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise UsageError(f"{path}{line}: invalid YAML: {problem}") from None
-    return _validate(root, path)
+    path = find_config(path)
+    return _validate(compose_file(path, "config file"), path)
 
 
 def _validate(root: yaml.Node | None, path: Path) -> RunConfig:
@@ -252,7 +173,8 @@ def _validate(root: yaml.Node | None, path: Path) -> RunConfig:
                     frag_value = chk.value(item, f"{keypath}[{i}]", Key((str,), None, ""))
                     frag = resolve_fragment(frag_value, base)
                     if not frag.is_file():
-                        chk.fail(item, f"{keypath}[{i}]", f"no such fragment: {frag_value} (looked in {KERNEL_CONFIGS_DIR} and {base})")
+                        chk.fail(item, f"{keypath}[{i}]",
+                                 f"no such fragment: {frag_value} (looked in {KERNEL_CONFIGS_DIR} and {base})")
                     frags.append(frag)
                 value = frags
             elif name in ("source", "patches") and value is not None:
@@ -266,11 +188,14 @@ def _validate(root: yaml.Node | None, path: Path) -> RunConfig:
             elif name == "results":
                 value = Path(_resolve_path(value, Path.cwd()))
             setattr(cfg, name, value)
-    for _item, values in _list_of_mappings(chk, top, "workloads", WORKLOAD_KEYS,
-                                           required=("name",), shorthand="name"):
-        cfg.workloads.append(WorkloadChoice(**values))
-    for i, (item, values) in enumerate(_list_of_mappings(chk, top, "known_issues", KNOWN_ISSUE_KEYS,
-                                                         required=("title", "reason"))):
+    if "workloads" in top:
+        for _item, values in chk.list_of_mappings(top["workloads"], "workloads", WORKLOAD_KEYS,
+                                                  required=("name",), shorthand="name"):
+            cfg.workloads.append(WorkloadChoice(**values))
+    issues = top.get("known_issues")
+    items = chk.list_of_mappings(issues, "known_issues", KNOWN_ISSUE_KEYS,
+                                 required=("title", "reason")) if issues is not None else ()
+    for i, (item, values) in enumerate(items):
         keypath = f"known_issues[{i}]"
         for name in ("title", "kernel"):
             if values.get(name) is not None:
@@ -280,36 +205,6 @@ def _validate(root: yaml.Node | None, path: Path) -> RunConfig:
                     chk.fail(item.value_nodes[name], f"{keypath}.{name}", f"not a regular expression: {exc}")
         cfg.known_issues.append(KnownIssue(**values))
     return _finish(cfg, base)
-
-
-class _Item:
-    """A list item's node and its value nodes, for error lines."""
-
-    def __init__(self, node: yaml.Node, value_nodes: dict[str, yaml.Node]):
-        self.node, self.value_nodes = node, value_nodes
-
-
-def _list_of_mappings(chk: YamlChecker, top: dict[str, yaml.Node], section: str, keys: dict[str, Key],
-                      required: tuple[str, ...], shorthand: str | None = None):
-    """Yield (item, values) for a top-level list of mappings checked against
-    ``keys``; a bare scalar item means {shorthand: scalar}."""
-    if section not in top:
-        return
-    node = top[section]
-    if not isinstance(node, yaml.SequenceNode):
-        chk.fail(node, section, f"expected a list of {{{', '.join(keys)}}}")
-    for i, item in enumerate(node.value):
-        keypath = f"{section}[{i}]"
-        if shorthand and isinstance(item, yaml.ScalarNode):
-            yield _Item(item, {shorthand: item}), {shorthand: chk.value(item, keypath, keys[shorthand])}
-            continue
-        fields = chk.mapping(item, keypath)
-        chk.unknown(fields, keys, keypath)
-        for name in required:
-            if name not in fields:
-                chk.fail(item, keypath, f"missing key '{name}'")
-        yield _Item(item, fields), {name: chk.value(fields[name], f"{keypath}.{name}", key)
-                                    for name, key in keys.items() if name in fields}
 
 
 def _finish(cfg: RunConfig, base: Path) -> RunConfig:

@@ -9,7 +9,10 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import EXIT_CLEAN, EXIT_COULD_NOT_TEST
+from harness.cache import cache_root
+from harness.errors import EXIT_CLEAN, EXIT_COULD_NOT_TEST
+from harness.guest.accel import resolve_accel
+from harness.kernel import DEFAULT_SOURCE
 
 
 @dataclass
@@ -52,8 +55,6 @@ def _free_disk(cache: Path) -> Check:
 
 
 def _kvm(cache: Path) -> Check:
-    from .qemu import resolve_accel
-
     if shutil.which("qemu-system-x86_64") is None:
         return Check("KVM", False, "no QEMU to probe with", "qemu-system-x86", required=False)
     try:
@@ -67,8 +68,6 @@ def _kvm(cache: Path) -> Check:
 
 
 def checks(cache: Path) -> list[Check]:
-    from .build import DEFAULT_SOURCE
-
     return [
         _tool("qemu-system-x86_64", "qemu-system-x86"),
         _kvm(cache),
@@ -92,8 +91,6 @@ def checks(cache: Path) -> list[Check]:
 
 
 def doctor(cache: Path | None = None) -> int:
-    from .cache import cache_root
-
     cache = Path(cache) if cache else cache_root()
     results = checks(cache)
     missing = set()

@@ -8,6 +8,7 @@ EXIT_CLEAN = 0
 EXIT_FINDINGS = 1
 EXIT_USAGE = 2
 EXIT_COULD_NOT_TEST = 125
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 
 
 class KstressError(Exception):
@@ -26,3 +27,10 @@ class CouldNotTest(KstressError):
     """The kernel could not be tested: build failure, QEMU failure, host problem."""
 
     exit_code = EXIT_COULD_NOT_TEST
+
+
+class KernelHang(KstressError):
+    """The kernel under test stopped answering (no ready marker, or silence):
+    that is a finding about the kernel, not our trouble."""
+
+    exit_code = EXIT_FINDINGS

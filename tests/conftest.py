@@ -29,7 +29,7 @@ def kernel_cache(tmp_path_factory) -> Path:
 def default_kernel(kernel_cache):
     """The default kernel (Debian's 6.12 + kernel-configs/), built once into
     kernel_cache; later builds of the session are cache hits or incremental."""
-    from harness.build import DEFAULT_SOURCE, BuildRequest, build_kernel
+    from harness.kernel.build import DEFAULT_SOURCE, BuildRequest, build_kernel
 
     if not DEFAULT_SOURCE.exists():
         pytest.skip(f"needs the kernel source {DEFAULT_SOURCE} (Debian package linux-source-6.12)")

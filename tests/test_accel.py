@@ -5,8 +5,8 @@ import time
 
 import pytest
 
-from harness import accel
 from harness.errors import CouldNotTest, UsageError
+from harness.guest import accel
 
 needs_qemu = pytest.mark.skipif(not shutil.which(accel.QEMU), reason=f"needs {accel.QEMU}")
 

@@ -11,9 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from harness import build, cache, source
-from harness.build import BuildRequest, build_kernel, compute_key, error_summary
+from harness import cache
+from harness.cli import main
 from harness.errors import CouldNotTest, UsageError
+from harness.kernel import build, source
+from harness.kernel.build import BuildRequest, build_kernel, compute_key, error_summary
 
 DATA = Path(__file__).parent / "data" / "patches"
 
@@ -30,7 +32,7 @@ def fake_tree(d: Path) -> Path:
 
 @pytest.fixture
 def inputs(tmp_path, monkeypatch):
-    monkeypatch.setattr(build, "compiler_version", lambda: "gcc (Debian 12.2.0-14) 12.2.0")
+    monkeypatch.setattr(build, "compiler_id", lambda: "gcc (Debian 12.2.0-14) 12.2.0")
     tree = fake_tree(tmp_path / "linux")
     frag = tmp_path / "f.config"
     frag.write_text("CONFIG_X=y\n# a comment\n")
@@ -75,7 +77,7 @@ def test_directory_source_identity_follows_mtime_and_size(inputs):
 def test_compiler_and_schema_change_the_key(inputs, monkeypatch):
     req, root, _ = inputs
     k0 = compute_key(req, root)
-    monkeypatch.setattr(build, "compiler_version", lambda: "gcc (Debian 12.2.0-15) 12.2.0")
+    monkeypatch.setattr(build, "compiler_id", lambda: "gcc (Debian 12.2.0-15) 12.2.0")
     k1 = compute_key(req, root)
     monkeypatch.setattr(build, "KEY_SCHEMA", build.KEY_SCHEMA + 1)
     assert len({k0, k1, compute_key(req, root)}) == 3
@@ -186,9 +188,9 @@ def test_missing_fragment_and_bad_base(inputs, tmp_path):
 
 
 def test_cli_usage_error_exit_code(tmp_path, capsys):
-    assert build.main(["--source", str(tmp_path / "missing"), "--cache-dir", str(tmp_path / "c")]) == 2
+    assert main(["--cache", str(tmp_path / "c"), "build", "--source", str(tmp_path / "missing")]) == 2
     err = capsys.readouterr().err
-    assert "kstress: error: kernel source" in err and err.count("\n") == 1
+    assert err.startswith("kstress: error: --source") and "missing" in err and err.count("\n") == 1
 
 
 def test_error_summary_keeps_compiler_errors():

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from harness import cache
-from harness.build import DEFAULT_SOURCE, BuildRequest, build_kernel, compute_key
 from harness.errors import CouldNotTest, UsageError
+from harness.kernel.build import DEFAULT_SOURCE, BuildRequest, build_kernel, compute_key
 
 pytestmark = [
     pytest.mark.e2e,
@@ -109,7 +109,7 @@ def test_sigkill_leaves_no_entry(base, kernel_cache, entries, repo_root, tmp_pat
     entry = entries / compute_key(req, kernel_cache)
     assert not entry.exists()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "harness.build", "--patches", req.patches, "--cache-dir", str(kernel_cache)],
+        [sys.executable, "-m", "harness", "--cache", str(kernel_cache), "build", "--patches", req.patches],
         cwd=repo_root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         for line in proc.stderr:
@@ -163,7 +163,7 @@ def test_fragment_value_that_does_not_hold(base, kernel_cache, repo_root, tmp_pa
 
 def test_two_processes_take_turns(base, kernel_cache, repo_root, tmp_path):
     series = [fresh("a", tmp_path / "1"), fresh("b", tmp_path / "2")]
-    argv = [sys.executable, "-m", "harness.build", "--cache-dir", str(kernel_cache), "--patches"]
+    argv = [sys.executable, "-m", "harness", "--cache", str(kernel_cache), "build", "--patches"]
     procs = [subprocess.Popen(argv + [s], cwd=repo_root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for s in series]
     outs = [p.communicate(timeout=1200) for p in procs]

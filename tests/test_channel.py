@@ -5,8 +5,9 @@ import re
 
 import pytest
 
-from harness import channel
-from harness.channel import ChannelError, CommandResult, SerialChannel, command_lines, parse_result
+from harness.guest.channels import ChannelError, CommandResult
+from harness.guest.channels import serial as channel
+from harness.guest.channels.serial import SerialChannel, command_lines, parse_result
 
 NONCE = "0123456789ab"
 

@@ -6,8 +6,9 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main
-from harness.config import DEFAULT_CONFIG, apply_overrides, load_config
+from harness.config import apply_overrides, load_config
 from harness.errors import UsageError
+from harness.paths import DEFAULT_CONFIG
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -104,15 +105,16 @@ def test_cli_bad_input_exits_2_without_traceback(tmp_path, capsys, argv, needle)
     cfg = write(tmp_path, "guest:\n  acel: kvm\n")
     argv = [a.format(tmp=tmp_path, cfg=cfg) for a in argv]
     with pytest.raises(SystemExit) as e:
-        raise SystemExit(main(argv + ["--results", str(tmp_path / "r")] if argv[0] == "run" and "--bogus" not in argv else argv))
+        with_results = argv[0] == "run" and "--bogus" not in argv
+        raise SystemExit(main(argv + ["--results", str(tmp_path / "r")] if with_results else argv))
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert needle in err and "Traceback" not in err
 
 
 def test_known_issues_match_title_file_and_kernel(tmp_path):
-    from harness.config import known_issue_for
     from harness.console import analyze_file
+    from harness.run.triage import known_issue_for
 
     captured = Path(__file__).parent / "data" / "console-captured"
     cfg = load_config(DEFAULT_CONFIG)

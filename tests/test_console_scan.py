@@ -8,11 +8,10 @@ import tempfile
 from pathlib import Path
 
 import pytest
-
-from harness.console import analyze_file, analyze_text, scan_command
-from harness.console import scanner
-from harness.console.prefilter import PREFILTER_ENV
 from test_console_data import DATA_DIR, read_console_case
+
+from harness.console import analyze_file, analyze_text, scan_command, scanner
+from harness.console.prefilter import PREFILTER_ENV
 
 SWAPOPS = read_console_case(DATA_DIR / "swapops_bug_6.12_printk_time.log").raw_log
 OOM = read_console_case(DATA_DIR / "oom_only.log").raw_log

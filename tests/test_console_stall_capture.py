@@ -8,9 +8,9 @@ soft lockups.  One finding, titled after the BUG, with all that as aftermath.
 import json
 
 import pytest
+from test_console_data import DATA_DIR, read_console_case
 
 from harness.console import analyze_file, analyze_text, scan_command
-from test_console_data import DATA_DIR, read_console_case
 
 CASE = read_console_case(DATA_DIR / "swapops_bug_6.12_no_time_guess_unwinder_stall.log")
 

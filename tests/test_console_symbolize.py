@@ -13,9 +13,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from test_console_data import DATA_DIR, read_console_case
 
 from harness.console import analyze_text
-from test_console_data import DATA_DIR, read_console_case
+from harness.console.symbolize import SymbolizeError
+from harness.errors import CouldNotTest
 
 HOST_FUNC, HELPER = "migration_entry_wait_on_locked", "pfn_swap_entry_folio"
 needs_binutils = pytest.mark.skipif(not all(shutil.which(t) for t in ("nm", "objdump", "addr2line")),
@@ -73,3 +75,15 @@ def test_scan_command_rejects_missing_vmlinux(tmp_path, capsys):
     log.write_bytes(read_console_case(DATA_DIR / "swapops_bug_6.12_printk_time.log").raw_log)
     assert scan_command([str(log)], as_json=False, vmlinux=str(tmp_path / "nope")) == 2
     assert "vmlinux not found" in capsys.readouterr().err
+
+
+def test_missing_binutils_is_could_not_test_and_scan_names_it(tmp_path, monkeypatch, capsys):
+    from harness.console import scan_command
+    log = tmp_path / "c.log"
+    log.write_bytes(read_console_case(DATA_DIR / "swapops_bug_6.12_printk_time.log").raw_log)
+    vmlinux = tmp_path / "vmlinux"
+    vmlinux.write_bytes(b"")
+    monkeypatch.setenv("PATH", str(tmp_path))      # no nm (nor grep: the Python prefilter reads the log)
+    assert issubclass(SymbolizeError, CouldNotTest)
+    assert scan_command([str(log)], as_json=False, vmlinux=str(vmlinux)) == 2
+    assert f"{vmlinux}: nm (binutils) not found" in capsys.readouterr().err

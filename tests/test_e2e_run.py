@@ -17,10 +17,10 @@ import time
 from pathlib import Path
 
 import pytest
-
-from harness.build import DEFAULT_SOURCE
-
 from junit_schema import validate
+from run_schema import validate_run_json
+
+from harness.kernel.build import DEFAULT_SOURCE
 
 REPO = Path(__file__).resolve().parents[1]
 PLANTED = REPO / "tests" / "data" / "planted" / "swapops-unlock-before-remove-ptes.patch"
@@ -60,7 +60,7 @@ def test_clean_kernel_runs_clean_with_evidence_of_stress(kernel_cache, tmp_path)
                   kernel_cache)
     assert res.returncode == 0, res.stdout + res.stderr
     run = run_dir_of(tmp_path)
-    record = json.loads((run / "run.json").read_text())
+    record = validate_run_json(run / "run.json")
     # Only triaged findings (configs/quick.yaml: known_issues) may appear.
     assert all(f["known_issue"] for f in record["findings"]), record["findings"]
     delta = record["workloads"]["migrate_fork"]["vmstat_delta"]
@@ -84,7 +84,7 @@ def test_planted_swapops_bug_is_found(kernel_cache, tmp_path):
                    "--results", str(tmp_path)], kernel_cache)
     assert res.returncode == 1, res.stdout + res.stderr
     run = run_dir_of(tmp_path)
-    record = json.loads((run / "run.json").read_text())
+    record = validate_run_json(run / "run.json")
     swapops = [f for f in record["findings"] if f["cls"] == "swapops_bug"]
     assert swapops, record["findings"]
     assert swapops[0]["file"] == "include/linux/swapops.h"
@@ -104,7 +104,7 @@ def test_planted_split_huge_page_bug_is_found(kernel_cache, tmp_path):
     res = kstress(["run", str(QUICK), "--seed", "3", "--duration", "60", "--patches", str(patch),
                    "--results", str(tmp_path)], kernel_cache)
     assert res.returncode == 1, res.stdout + res.stderr
-    record = json.loads((run_dir_of(tmp_path) / "run.json").read_text())
+    record = validate_run_json(run_dir_of(tmp_path) / "run.json")
     classes = [(f["cls"], f["file"]) for f in record["findings"]]
     assert classes and classes[0] == ("split_huge_page_bug", "mm/huge_memory.c"), classes
 
@@ -125,7 +125,7 @@ def test_kernel_that_panics_at_boot_is_a_boot_finding(kernel_cache, tmp_path):
 
 
 def test_accel_kvm_where_kvm_does_not_work_fails_fast(kernel_cache, tmp_path):
-    from harness.qemu import resolve_accel
+    from harness.guest.accel import resolve_accel
 
     if resolve_accel("auto", kernel_cache)[0] == "kvm":
         pytest.skip("KVM works on this host; this test checks the host where it does not")
@@ -170,7 +170,12 @@ def test_interrupt_keeps_results_and_leaves_no_qemu(kernel_cache, tmp_path, sig)
     doc = validate(run / "junit.xml")
     err_el = doc.find(".//testcase[@name='migrate_fork']/error")
     assert err_el is not None and sig.name in err_el.get("message")
-    assert _run_json(run)["interrupted"] == sig.name
+    # The interrupted testcase keeps its real time, and the summary says
+    # what the process exited with.
+    assert float(doc.find(".//testcase[@name='migrate_fork']").get("time")) >= 4
+    record = validate_run_json(run / "run.json")
+    assert record["interrupted"] == sig.name and record["exit_code"] == 130
+    assert "exit 130" in (run / "summary.txt").read_text().splitlines()[0]
 
 
 def _run_json(run: Path) -> dict:

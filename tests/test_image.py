@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import image
 from harness.errors import CouldNotTest, UsageError
+from harness.guest.images import initramfs as image
 
 BUSYBOX = Path("/bin/busybox")
 needs_busybox = pytest.mark.skipif(not BUSYBOX.exists(), reason="needs Debian's busybox-static at /bin/busybox")

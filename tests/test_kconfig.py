@@ -1,11 +1,12 @@
 import pytest
 
 from harness.errors import UsageError
-from harness.kconfig import mismatches, parse_fragment, parse_fragment_text, requested, verify
+from harness.kernel.kconfig import mismatches, parse_fragment, parse_fragment_text, requested, verify
 
 
 def test_parse_forms():
-    text = '# comment\n\nCONFIG_A=y\n# CONFIG_B is not set\nCONFIG_C=n\nCONFIG_D=0x10\nCONFIG_E="a b"\nCONFIG_F=-3\nCONFIG_G=m\n'
+    text = ('# comment\n\nCONFIG_A=y\n# CONFIG_B is not set\nCONFIG_C=n\nCONFIG_D=0x10\n'
+            'CONFIG_E="a b"\nCONFIG_F=-3\nCONFIG_G=m\n')
     got = {s.symbol: (s.value, s.origin) for s in parse_fragment_text(text, "f.config")}
     assert got == {
         "CONFIG_A": ("y", "f.config:3"), "CONFIG_B": ("n", "f.config:4"), "CONFIG_C": ("n", "f.config:5"),
@@ -14,7 +15,8 @@ def test_parse_forms():
     }
 
 
-@pytest.mark.parametrize("line", ["CONFIG_A = y", "CONFIG_A=yes", "A=y", "CONFIG_A", 'CONFIG_S="unterminated', "CONFIG_A=y y"])
+@pytest.mark.parametrize("line", ["CONFIG_A = y", "CONFIG_A=yes", "A=y", "CONFIG_A", 'CONFIG_S="unterminated',
+                                  "CONFIG_A=y y"])
 def test_malformed_line_names_file_and_line(line):
     with pytest.raises(UsageError) as e:
         parse_fragment_text(f"CONFIG_OK=y\n{line}\n", "frag.config")

@@ -3,9 +3,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import patches
 from harness.errors import CouldNotTest, UsageError
-from harness.patches import Patch, apply_series, load_series, touched_files
+from harness.kernel import patches
+from harness.kernel.patches import Patch, apply_series, load_series, touched_files
 
 DATA = Path(__file__).parent / "data" / "patches"
 
@@ -58,7 +58,8 @@ def test_touched_files_skips_hunk_bodies():
     p = ("diff --git a/mm/a.c b/mm/a.c\n--- a/mm/a.c\t2024-01-01\n+++ b/mm/a.c\n@@ -1 +1 @@\n"
          "--- not/a.file\n+++ not/b.file\n"
          "--- /dev/null\n+++ b/mm/new.c\n@@ -0,0 +1 @@\n+x\n"
-         "diff --git a/mm/old.c b/mm/old.c\ndeleted file mode 100644\n--- a/mm/old.c\n+++ /dev/null\n@@ -1 +0,0 @@\n-x\n")
+         "diff --git a/mm/old.c b/mm/old.c\ndeleted file mode 100644\n--- a/mm/old.c\n+++ /dev/null\n"
+         "@@ -1 +0,0 @@\n-x\n")
     assert touched_files(p.encode()) == ["mm/a.c", "mm/new.c", "mm/old.c"]
 
 
@@ -160,7 +161,7 @@ def test_interrupted_switch_is_repaired(trees, monkeypatch):
 def test_directory_source_working_copy(tmp_path):
     """A directory source is rsynced into the working copy, never patched in place;
     files the series touches keep their mtime across runs when their content is unchanged."""
-    from harness import source
+    from harness.kernel import source
 
     user = tmp_path / "linux"
     (user / "scripts" / "kconfig").mkdir(parents=True)

@@ -1,4 +1,4 @@
-"""QEMU command line and Guest lifecycle, with a stand-in process for QEMU."""
+"""QEMU command line and Machine lifecycle, with a stand-in process for QEMU."""
 
 import os
 import re
@@ -7,10 +7,19 @@ import time
 
 import pytest
 
-from harness import qemu
 from harness.errors import UsageError
-from harness.qemu import (DEFAULT_CMDLINE, BootTimeout, Guest, GuestConfig, GuestDied, GuestSilent, KvmSilent,
-                          qemu_argv, tcg_relaxations)
+from harness.guest import machine as qemu
+from harness.guest.machine import (
+    DEFAULT_CMDLINE,
+    BootTimeout,
+    GuestConfig,
+    GuestDied,
+    GuestSilent,
+    KvmSilent,
+    Machine,
+    qemu_argv,
+    tcg_relaxations,
+)
 
 
 def opt(argv, flag):
@@ -71,10 +80,10 @@ def test_cmdline_defaults():
     assert not set(relaxed) & set(DEFAULT_CMDLINE.split())
 
 
-# --- Guest lifecycle, with a Python script in QEMU's place ------------------
+# --- Machine lifecycle, with a Python script in QEMU's place ------------------
 
 def fake_guest(tmp_path, script, **kw):
-    g = Guest(cfg(tmp_path, **kw), tmp_path / "run" / "console.log")
+    g = Machine(cfg(tmp_path, **kw), tmp_path / "run" / "console.log")
     g.qemu_argv = [sys.executable, "-c", script]
     return g
 
@@ -152,7 +161,7 @@ def test_exit_kills_on_exception_and_kill_is_idempotent(tmp_path):
 
 
 def test_missing_kernel_is_a_usage_error(tmp_path):
-    g = Guest(cfg(tmp_path), tmp_path / "console.log")
+    g = Machine(cfg(tmp_path), tmp_path / "console.log")
     (tmp_path / "bzImage").unlink()
     with pytest.raises(UsageError, match="kernel"):
         g.start()

@@ -16,8 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from harness.image import build_initramfs
-from harness.qemu import DEFAULT_CMDLINE, Guest, GuestConfig, GuestDied, GuestSilent, tcg_relaxations
+from harness import log
+from harness.guest.accel import resolve_accel
+from harness.guest.channels.serial import SerialChannel, heartbeat_for
+from harness.guest.images.initramfs import build_initramfs
+from harness.guest.machine import DEFAULT_CMDLINE, GuestConfig, GuestDied, GuestSilent, Machine, tcg_relaxations
 
 pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parent.parent
@@ -46,6 +49,14 @@ def initrd(tmp_path_factory):
         if subprocess.run(["gcc", "-static", "-O2", "-o", str(d / "kshello"), str(d / "hello.c")]).returncode == 0:
             binaries["kshello"] = d / "kshello"
     return build_initramfs(binaries, d / "cache")
+
+
+class Guest(Machine):
+    """A machine with the serial channel the initramfs guest is driven by."""
+
+    def __init__(self, cfg, console_log):
+        super().__init__(cfg, console_log)
+        self.channel = SerialChannel(self, heartbeat=heartbeat_for(cfg.silence_timeout))
 
 
 def config(kernel, initrd, **kw):
@@ -178,9 +189,11 @@ def test_shutdown_powers_off(kernel, initrd, tmp_path):
 def test_auto_accel_boots_with_at_most_one_warning(kernel, initrd, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("KSTRESS_CACHE", str(tmp_path / "cache"))  # a fresh probe, not a cached answer
     cfg = config(kernel, initrd)
-    cfg.accel = "auto"
+    t0 = time.monotonic()
+    cfg.accel, warning = resolve_accel("auto")
+    if warning:
+        log.warn(warning)  # as prepare_guest logs it
     with Guest(cfg, tmp_path / "console.log") as g:
-        t0 = time.monotonic()
         g.start()
         assert g.accel in ("kvm", "tcg") and g.qemu_argv[g.qemu_argv.index("-accel") + 1] == g.accel
         g.wait_ready()
@@ -196,10 +209,10 @@ def test_auto_accel_boots_with_at_most_one_warning(kernel, initrd, tmp_path, mon
 CHILD = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from harness.qemu import Guest, GuestConfig, DEFAULT_CMDLINE
+    from harness.guest.machine import Machine, GuestConfig, DEFAULT_CMDLINE
     kernel, initrd, log, how = sys.argv[1:5]
     cfg = GuestConfig(kernel=Path(kernel), initrd=Path(initrd), cmdline=DEFAULT_CMDLINE, accel="tcg")
-    g = Guest(cfg, Path(log))
+    g = Machine(cfg, Path(log))
     if how == "atexit":
         g.start()  # no with-block: only the atexit hook can clean up
         print("STARTED", g._proc.pid, flush=True)

@@ -1,15 +1,22 @@
 """junit.xml validates against the JUnit schema Jenkins' xunit plugin uses,
-carries findings as failures and our own trouble as errors."""
+carries findings as failures and our own trouble as errors; run.json is
+written from typed records and validates against run.schema.json."""
 
 import json
-from pathlib import Path
 
-from harness.report import RunReport
 from junit_schema import validate
+from run_schema import validate_run_json
+
+from harness.run.record import FORMAT_VERSION, RunRecord, WorkloadRecord
+from harness.run.results import write_results
+
+
+def record(run_id="run-1") -> RunRecord:
+    return RunRecord(run_id=run_id, seed=7, config={"workloads": []})
 
 
 def test_report_validates_with_failure_error_and_nasty_text(tmp_path):
-    r = RunReport(tmp_path, "run-1")
+    r = record()
     r.set_property("kernel_version", "6.12.57")
     r.set_property("vmstat.migrate_fork.pgmigrate_success", 123)
     r.case("boot").elapsed = 2.5
@@ -18,7 +25,9 @@ def test_report_validates_with_failure_error_and_nasty_text(tmp_path):
             "kernel BUG at include/linux/swapops.h:486!\n\x00\x1b[31mCall Trace:\x07 <TASK>", "kernel")
     wl.stdout = "migrations 10\x00\n"
     r.case("build").error("QEMU died: exit 1", "console tail:\n\x01")
-    r.write()
+    r.workloads["migrate_fork"] = WorkloadRecord(kind="c", argv=["/usr/bin/migrate_fork"], duration=5,
+                                                 stresses=["migration"], evidence=["pgmigrate_success"])
+    write_results(tmp_path, r)
     doc = validate(tmp_path / "junit.xml")
     failures = doc.findall(".//failure")
     assert [f.get("message") for f in failures] == ["kernel BUG in pfn_swap_entry_folio"]
@@ -26,13 +35,13 @@ def test_report_validates_with_failure_error_and_nasty_text(tmp_path):
     assert doc.find(".//error").get("message") == "QEMU died: exit 1"
     props = {p.get("name"): p.get("value") for p in doc.findall(".//property")}
     assert props["vmstat.migrate_fork.pgmigrate_success"] == "123"
-    record = json.loads((tmp_path / "run.json").read_text())
-    assert record["testcases"][1]["status"] == "failure"
+    data = validate_run_json(tmp_path / "run.json")
+    assert data["testcases"][1]["status"] == "failure"
+    assert data["format_version"] == FORMAT_VERSION
 
 
-def test_kernel_finding_outranks_other_failures(tmp_path):
-    r = RunReport(tmp_path, "run-2")
-    c = r.case("migrate_fork")
+def test_kernel_finding_outranks_other_failures():
+    c = record().case("migrate_fork")
     c.fail("migrate_fork exited with status 1", "out", "workload")
     c.fail("kernel BUG in foo", "report", "kernel")
     assert (c.failure_type, c.message) == ("kernel", "kernel BUG in foo")
@@ -40,8 +49,40 @@ def test_kernel_finding_outranks_other_failures(tmp_path):
 
 
 def test_write_is_atomic_and_leaves_no_temp_files(tmp_path):
-    r = RunReport(tmp_path, "run-3")
+    r = record("run-3")
     r.case("boot")
     for _ in range(3):
-        r.write()
+        write_results(tmp_path, r)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["junit.xml", "run.json"]
+
+
+def test_schema_rejects_what_it_should(tmp_path):
+    """The schema is a real check: a wrong type or a missing field fails it."""
+    import pytest
+    from jsonschema import ValidationError
+
+    r = record()
+    write_results(tmp_path, r)
+    data = json.loads((tmp_path / "run.json").read_text())
+    for broken in ({**data, "seed": "seven"}, {k: v for k, v in data.items() if k != "format_version"},
+                   {**data, "testcases": [{"name": "x", "status": "exploded"}]}):
+        (tmp_path / "bad.json").write_text(json.dumps(broken))
+        with pytest.raises(ValidationError):
+            validate_run_json(tmp_path / "bad.json")
+
+
+def test_exit_code_policy():
+    from harness.run.verdict import exit_code
+
+    r = record()
+    r.case("build")
+    assert exit_code(r) == 0
+    r.workloads["w"] = WorkloadRecord(kind="c", argv=["w"], duration=1, stresses=[], evidence=[],
+                                      skipped="the kernel lacks CONFIG_KSM")
+    assert exit_code(r) == 125  # nothing was stressed
+    r.case("w").fail("no evidence of stress: x did not move", "", "no-evidence")
+    assert exit_code(r) == 125
+    r.case("boot").fail("kernel BUG in foo", "", "kernel")
+    assert exit_code(r) == 1
+    r.interrupted = "SIGINT"
+    assert exit_code(r) == 130  # as the process exits

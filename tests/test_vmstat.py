@@ -1,4 +1,4 @@
-from harness.vmstat import deltas, missing_evidence, parse_vmstat
+from harness.stress.vmstat import deltas, missing_evidence, parse_vmstat
 
 BEFORE = "nr_free_pages 1000\npgmigrate_success 10\ncompact_stall 0\nthp_fault_alloc 3\npgfault 100\n"
 AFTER = ("nr_free_pages 900\npgmigrate_success 510\n[   12.345678] a printk line\n"

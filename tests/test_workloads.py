@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-import harness.workloads as wl
+import harness.stress.manifest as wl
 from harness.errors import CouldNotTest, UsageError
+from harness.stress.adapters import c as c_adapter
 
 REPO = Path(__file__).resolve().parent.parent
 PLANTED = REPO / "tests" / "data" / "planted"
@@ -125,7 +126,7 @@ PT_DYNAMIC, PT_INTERP = 2, 3
 
 @pytest.fixture(scope="module")
 def migrate_fork_binary(tmp_path_factory) -> Path:
-    return wl.build_workload(wl.load_workloads()["migrate_fork"], tmp_path_factory.mktemp("cache"))
+    return c_adapter.build(wl.load_workloads()["migrate_fork"], tmp_path_factory.mktemp("cache"))
 
 
 def test_build_is_static(migrate_fork_binary):
@@ -137,7 +138,7 @@ def test_build_is_static(migrate_fork_binary):
 def test_build_is_cached_and_keyed_by_source(tmp_path, monkeypatch):
     make_workload(tmp_path / "w")
     w = wl.load_workloads(tmp_path / "w")["demo"]
-    first = wl.build_workload(w, tmp_path / "cache")
+    first = c_adapter.build(w, tmp_path / "cache")
     compiles = []
     real_run = subprocess.run
 
@@ -146,11 +147,11 @@ def test_build_is_cached_and_keyed_by_source(tmp_path, monkeypatch):
             compiles.append(cmd)
         return real_run(cmd, *a, **kw)
 
-    monkeypatch.setattr(wl.subprocess, "run", spy)
-    assert wl.build_workload(w, tmp_path / "cache") == first
+    monkeypatch.setattr(c_adapter.subprocess, "run", spy)
+    assert c_adapter.build(w, tmp_path / "cache") == first
     assert compiles == []
     (w.directory / "main.c").write_text("int main(void) { return 1; }\n")
-    second = wl.build_workload(w, tmp_path / "cache")
+    second = c_adapter.build(w, tmp_path / "cache")
     assert second != first and second.is_file() and len(compiles) == 1
     assert not [p for p in (tmp_path / "cache" / "workloads").iterdir() if p.name.startswith(".tmp-")]
 
@@ -159,7 +160,7 @@ def test_compile_error_is_could_not_test(tmp_path):
     make_workload(tmp_path / "w", source="int main(void) { return undeclared_thing; }\n")
     w = wl.load_workloads(tmp_path / "w")["demo"]
     with pytest.raises(CouldNotTest) as exc:
-        wl.build_workload(w, tmp_path / "cache")
+        c_adapter.build(w, tmp_path / "cache")
     assert "undeclared_thing" in str(exc.value) and "error" in str(exc.value)
     assert not any((tmp_path / "cache" / "workloads").glob("demo-*"))
 
@@ -226,3 +227,32 @@ def test_planted_patches_apply(tmp_path):
         res = subprocess.run(["patch", "-p1", "--dry-run", "-i", str(p)], cwd=tmp_path / "linux-source-6.12",
                              capture_output=True, text=True)
         assert res.returncode == 0 and "FAILED" not in res.stdout and "fuzz" not in res.stdout, (p.name, res.stdout)
+
+
+def test_kind_defaults_to_c_and_unknown_kinds_are_named(tmp_path):
+    make_workload(tmp_path)
+    assert wl.load_workloads(tmp_path)["demo"].kind == "c"
+    msg = load_error(tmp_path / "k", GOOD.format(name="demo") + "kind: rust\n")
+    assert "kind" in msg and "expected one of c" in msg
+
+
+def test_missing_kernel_options_skip_the_workload_with_the_reason(tmp_path):
+    from harness.config import RunConfig, WorkloadChoice
+    from harness.run.prepare import choose_workloads
+
+    cfg = RunConfig(path=tmp_path / "run.yaml", workloads=[WorkloadChoice("migrate_fork")])
+    full = "CONFIG_MIGRATION=y\nCONFIG_NUMA=y\nCONFIG_COMPACTION=y\nCONFIG_TRANSPARENT_HUGEPAGE=y\n" \
+           "CONFIG_ADVISE_SYSCALLS=y\nCONFIG_PROC_SYSCTL=y\n"
+    (planned,) = choose_workloads(cfg, full)
+    assert planned.skipped is None and planned.duration == planned.workload.default_duration
+    (planned,) = choose_workloads(cfg, full.replace("CONFIG_NUMA=y", "# CONFIG_NUMA is not set"))
+    assert planned.skipped == "the kernel lacks CONFIG_NUMA"
+
+
+def test_unknown_workload_in_a_config_is_a_usage_error(tmp_path):
+    from harness.config import RunConfig, WorkloadChoice
+    from harness.run.prepare import choose_workloads
+
+    cfg = RunConfig(path=tmp_path / "run.yaml", workloads=[WorkloadChoice("migrate_frok")])
+    with pytest.raises(UsageError, match="unknown workload 'migrate_frok' .*available: .*migrate_fork"):
+        choose_workloads(cfg, "")

@@ -8,6 +8,7 @@ from .model import Finding
 from .prefilter import grep_offsets
 from .scanner import scan_file_at, scan_stream, scan_text
 from .signature import signature_of
+from .symbolize import symbolize
 
 
 def analyze_text(text: str, vmlinux: Optional[str] = None) -> List[Finding]:
@@ -33,7 +34,6 @@ def analyze_file(path: Union[str, "os.PathLike"], vmlinux: Optional[str] = None)
 
 def _finish(findings: List[Finding], vmlinux: Optional[str]) -> List[Finding]:
     if vmlinux:
-        from .symbolize import symbolize
         symbolize(findings, vmlinux)
         for finding in findings:
             finding.signature = signature_of(finding)

@@ -53,7 +53,7 @@ def group(events: Iterable, first_content: int = 0) -> List[Finding]:
         finding.boot = boot
         if finding.kernel_version is None:
             finding.kernel_version = version
-        if fatal or (culprit is not None and rule.name == "panic"):
+        if fatal or (culprit is not None and rule.ends_previous_report):
             culprit.aftermath.append(_short(finding.title))
             ended = True
             continue

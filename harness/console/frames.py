@@ -67,7 +67,8 @@ _HELPERS = re.compile(r"^(?:" + "|".join([
     r"print_\w+", r"printk\w*", r"_printk", r"vprintk\w*", r"panic", r"nmi_panic", r"__warn\w*",
     r"warn_slowpath\w*", r"warn_\w+", r"report_bug", r"handle_bug", r"fixup_bug", r"__report_bug",
     r"dump_page", r"__dump_page", r"free_page_is_bad\w*", r"free_pcp_prepare", r"free_pages_prepare",
-    r"__free_pages\w*", r"free_unref_folios", r"__folio_put\w*", r"folio_put\w*", r"put_page", r"__put_page", r"dump_\w+_page", r"bad_page", r"bad_range", r"dump_vma", r"dump_mm",
+    r"__free_pages\w*", r"free_unref_folios", r"__folio_put\w*", r"folio_put\w*", r"put_page", r"__put_page",
+    r"dump_\w+_page", r"bad_page", r"bad_range", r"dump_vma", r"dump_mm",
     r"__\w+_report", r"report_\w+", r"__report_\w+", r"end_report", r"start_report",
     # traps and fault handling
     r"do_trap\w*", r"do_error_trap", r"do_invalid_op", r"exc_\w+", r"asm_exc_\w+", r"invalid_op",
@@ -102,7 +103,8 @@ _HELPERS = re.compile(r"^(?:" + "|".join([
     r"__wait_on_bit\w*", r"out_of_line_wait_on_bit\w*", r"bit_wait\w*", r"__wait_event\w*",
     r"prepare_to_wait\w*", r"finish_wait", r"usleep_range\w*", r"msleep\w*", r"schedule_hrtimeout\w*",
     r"ldsem_\w+", r"kthread_stop\w*", r"wait_on_page\w*", r"__wait_on_buffer", r"wait_on_buffer",
-    r"__lock_page(?:_killable)?", r"lock_page(?:_killable)?", r"folio_wait_\w+", r"__folio_lock(?:_killable)?", r"folio_lock(?:_killable)?",
+    r"__lock_page(?:_killable)?", r"lock_page(?:_killable)?", r"folio_wait_\w+", r"__folio_lock(?:_killable)?",
+    r"folio_lock(?:_killable)?",
     r"call_rwsem_\w+", r"console_lock", r"__console_lock", r"wait_woken", r"__wait_on_freeing_inode",
     r"__synchronize_srcu", r"__wait_rcu_gp", r"wait_rcu_gp", r"_*cancel_\w*work\w*", r"cancel_delayed_work\w*",
     r"flush_work", r"__flush_work\w*", r"flush_workqueue", r"__flush_workqueue", r"rcu_barrier\w*",
@@ -122,16 +124,21 @@ _HELPERS = re.compile(r"^(?:" + "|".join([
     r"spin_dump", r"spin_bug", r"__schedule_bug", r"register_lock_class", r"handle_overflow",
     r"work_is_static_object", r"__list_del_entry", r"__list_add", r"list_del", r"string\w*", r"vsnprintf",
     r"__x86_indirect_thunk_\w+", r"__x86_return_thunk", r"exiting_irq", r"perf_trace_\w+", r"__call_rcu\w*",
-    r"call_rcu", r"proc_create\w*", r"proc_register", r"proc_mkdir\w*", r"kobject_\w+", r"strnstr", r"vmalloc\w*", r"__vmalloc\w*", r"vzalloc\w*", r"warn_alloc\w*", r"kmalloc_slab", r"kstrdup\w*", r"memcpy\w*", r"memset\w*", r"memmove\w*", r"__memcpy\w*", r"__memset\w*",
-    r"__memmove\w*", r"memcmp", r"str(?:n?len|n?cpy|scpy|lcpy|n?cmp|r?chr|str|ncasecmp|casecmp)", r"copy_user\w*", r"_copy_\w+_user", r"copy_\w+_user",
+    r"call_rcu", r"proc_create\w*", r"proc_register", r"proc_mkdir\w*", r"kobject_\w+", r"strnstr", r"vmalloc\w*",
+    r"__vmalloc\w*", r"vzalloc\w*", r"warn_alloc\w*", r"kmalloc_slab", r"kstrdup\w*", r"memcpy\w*", r"memset\w*",
+    r"memmove\w*", r"__memcpy\w*", r"__memset\w*",
+    r"__memmove\w*", r"memcmp", r"str(?:n?len|n?cpy|scpy|lcpy|n?cmp|r?chr|str|ncasecmp|casecmp)", r"copy_user\w*",
+    r"_copy_\w+_user", r"copy_\w+_user",
     r"__copy_\w+_user\w*", r"rep_movs_alternative",
     # generic library code: data structures, atomics, bitops, formatting, device model
     r"_*rb_\w+", r"rb_erase\w*", r"klist_\w+", r"device_del", r"device_unregister", r"sysfs_\w+", r"kernfs_\w+",
     r"crc\w*", r"hex_\w+", r"\w*printf", r"dump_backtrace", r"skb_panic", r"skb_\w+_panic", r"__\w+_panic",
-    r"assertfail", r"_*(?:arch_)?atomic\w*", r"_atomic_dec_and_lock\w*", r"test_and_\w+_bit", r"_*(?:set|clear|test|change)_bit\w*",
+    r"assertfail", r"_*(?:arch_)?atomic\w*", r"_atomic_dec_and_lock\w*", r"test_and_\w+_bit",
+    r"_*(?:set|clear|test|change)_bit\w*",
     r"read_word_at_a_time", r"__read_once\w*", r"osq_lock", r"osq_unlock", r"_*wake_up\w*", r"__queue_work",
     r"queue_work\w*", r"__queue_delayed_work", r"\w+_is_static_object", r"idr_\w+", r"ida_\w+", r"xa_\w+",
-    r"__xa_\w+", r"radix_tree_\w+", r"__radix_tree_\w+", r"sg_(?:init_table|set_page|next|copy_\w+|miter_\w+|alloc_table\w*|free_table)", r"iov_iter_\w+", r"_copy_\w+_iter",
+    r"__xa_\w+", r"radix_tree_\w+", r"__radix_tree_\w+",
+    r"sg_(?:init_table|set_page|next|copy_\w+|miter_\w+|alloc_table\w*|free_table)", r"iov_iter_\w+", r"_copy_\w+_iter",
     r"copy_page_\w+_iter", r"memchr\w*", r"find_next_bit", r"find_first_bit", r"bitmap_\w+", r"__bitmap_\w+",
     r"llist_\w+", r"hlist_\w+", r"__hlist_\w+", r"kref_\w+", r"bug",
     # skb, usb, timer, device-model and tracing helpers called by the real culprit
@@ -145,15 +152,22 @@ _HELPERS = re.compile(r"^(?:" + "|".join([
     r"format_decode", r"_*kmalloc_large\w*", r"sk_stop_timer\w*",
     r"sk_reset_timer", r"skb_free_head", r"sk_skb_reason_drop", r"kfree_skb\w*", r"__kfree_skb", r"consume_skb",
     r"folio_add_lru\w*", r"drop_nlink", r"inc_nlink", r"clear_nlink", r"set_nlink", r"dput", r"fast_dput",
-    r"mark_buffer_dirty", r"__?cleanup_srcu_struct", r"aes_(?:en|de)crypt", r"\w+_(?:read|write)_(?:un)?lock(?:_nested)?", r"__kernfs_\w+", r"check_zeroed_user", r"__?timer_delete\w*", r"_stext", r"_etext", r"try_to_grab_pending", r"__?dev_printk\w*", r"put_device", r"queue_delayed_work_on", r"__?mod_timer\w*", r"__?try_to_del_timer_sync",
-    r"ref_tracker_\w+", r"ksys_(?:read|write)", r"skb_release_data", r"page_frag_free", r"folio_batch_move_lru", r"call_rcu\w*", r"drain_workqueue", r"destroy_workqueue", r"__?task_rq_lock", r"rq_lock\w*",
+    r"mark_buffer_dirty", r"__?cleanup_srcu_struct", r"aes_(?:en|de)crypt",
+    r"\w+_(?:read|write)_(?:un)?lock(?:_nested)?", r"__kernfs_\w+", r"check_zeroed_user", r"__?timer_delete\w*",
+    r"_stext", r"_etext", r"try_to_grab_pending", r"__?dev_printk\w*", r"put_device", r"queue_delayed_work_on",
+    r"__?mod_timer\w*", r"__?try_to_del_timer_sync",
+    r"ref_tracker_\w+", r"ksys_(?:read|write)", r"skb_release_data", r"page_frag_free", r"folio_batch_move_lru",
+    r"call_rcu\w*", r"drain_workqueue", r"destroy_workqueue", r"__?task_rq_lock", r"rq_lock\w*",
     r"\w*alloc_skb\w*", r"alloc_inode", r"check_panic_on_warn", r"__alloc_frozen_pages\w*", r"alloc_page_interleave",
     r"memdup_user\w*", r"folio_unlock", r"unlock_page", r"__phys_addr\w*", r"rhashtable_\w+", r"__rhashtable_\w+",
     r"xas_\w+", r"lock_timer_base", r"insert_work", r"__hwasan_\w+", r"__kmem_cache_alloc\w*", r"rust_helper_BUG",
     r"kernel_fpu_begin\w*", r"simple_copy_to_iter", r"(?:__)?vfs_(?:read|write|readv|writev)\w*",
-    r"new_sync_(?:read|write)", r"free_unref_page\w*", r"folios_put\w*", r"release_pages", r"__folio_batch_release", r"should_fail\w*", r"fail_dump", r"__should_fail\w*", r"retint_\w+", r"\w*fdatawait\w*", r"tty_ldisc_lock\w*", r"usb_control_msg", r"usb_bulk_msg",
+    r"new_sync_(?:read|write)", r"free_unref_page\w*", r"folios_put\w*", r"release_pages", r"__folio_batch_release",
+    r"should_fail\w*", r"fail_dump", r"__should_fail\w*", r"retint_\w+", r"\w*fdatawait\w*", r"tty_ldisc_lock\w*",
+    r"usb_control_msg", r"usb_bulk_msg",
     r"__?alloc_skb\w*", r"kv?asprintf\w*", r"pcpu_\w+", r"__alloc_percpu\w*", r"alloc_percpu\w*",
-    r"__?list_lru_init\w*", r"\w+_start_kernel", r"va_format", r"dev_vprintk_emit", r"dev_printk\w*", r"kthread_should_\w+", r"__panic", r"quarantine_\w+", r"pointer", r"__stack_chk_fail",
+    r"__?list_lru_init\w*", r"\w+_start_kernel", r"va_format", r"dev_vprintk_emit", r"dev_printk\w*",
+    r"kthread_should_\w+", r"__panic", r"quarantine_\w+", r"pointer", r"__stack_chk_fail",
     # entry code
     r"entry_SYSCALL\w*", r"entry_INT80\w*", r"do_syscall_\w+", r"do_fast_syscall_\w+", r"x64_sys_call",
     r"ia32_sys_call", r"invoke_syscall", r"el0_svc\w*", r"do_el0_svc\w*", r"ret_from_fork\w*", r"kthread",
@@ -175,8 +189,10 @@ _HELPER_FILES = re.compile(r"^(?:\./)?(?:" + "|".join([
     r"kernel/kcsan/", r"fs/seq_file\.c", r"fs/read_write\.c", r"fs/ioctl\.c", r"fs/open\.c", r"fs/file\.c",
     r"fs/file_table\.c", r"drivers/usb/core/", r"mm/percpu\.c", r"mm/mempool\.c", r"mm/folio-compat\.c",
     r"arch/\w+/mm/physaddr\.c", r"net/core/skbuff\.c", r"net/core/dev\.c", r"arch/\w+/kernel/stacktrace\.c",
-    r"arch/\w+/kernel/process\.c", r"arch/\w+/kernel/debug-monitors\.c", r"arch/\w+/kernel/apic/", r"arch/\w+/kernel/kvm\.c",
-    r"kernel/ref_tracker\.c", r"lib/ref_tracker\.c", r"mm/fault-inject\.c", r"lib/fault-inject\.c", r"net/socket\.c", r"net/core/sock\.c", r"kernel/fork\.c", r"kernel/signal\.c",
+    r"arch/\w+/kernel/process\.c", r"arch/\w+/kernel/debug-monitors\.c", r"arch/\w+/kernel/apic/",
+    r"arch/\w+/kernel/kvm\.c",
+    r"kernel/ref_tracker\.c", r"lib/ref_tracker\.c", r"mm/fault-inject\.c", r"lib/fault-inject\.c", r"net/socket\.c",
+    r"net/core/sock\.c", r"kernel/fork\.c", r"kernel/signal\.c",
     r"kernel/task_work\.c", r"kernel/sys\.c", r"drivers/base/", r"kernel/module\.c", r"virt/lib/", r"mm/slab\.h",
 ]) + r")")
 
@@ -252,7 +268,8 @@ def guilty_file(frames: List[Frame], guilty_func: Optional[str] = None,
 _DISPATCHERS = re.compile(r"^(?:" + "|".join([
     r"do_syscall_\w+", r"entry_SYSCALL\w*", r"entry_SYSENTER\w*", r"x64_sys_call", r"ia32_sys_call",
     r"do_fast_syscall_\w+", r"invoke_syscall", r"el0_svc_common", r"system_call_fastpath", r"sysenter_dispatch",
-    r"vfs_ioctl", r"do_vfs_ioctl", r"do_loop_readv_writev", r"do_readv_writev", r"vfs_write", r"__vfs_write", r"new_sync_write", r"vfs_read", r"__vfs_read",
+    r"vfs_ioctl", r"do_vfs_ioctl", r"do_loop_readv_writev", r"do_readv_writev", r"vfs_write", r"__vfs_write",
+    r"new_sync_write", r"vfs_read", r"__vfs_read",
     r"new_sync_read", r"do_iter_readv_writev", r"do_iter_write", r"do_iter_read", r"vfs_writev", r"vfs_readv",
     r"sock_sendmsg\w*", r"sock_recvmsg\w*", r"__sock_sendmsg", r"____sys_sendmsg", r"sock_write_iter",
     r"sock_ioctl", r"__fput", r"____fput", r"task_work_run", r"call_timer_fn", r"process_one_work",
@@ -261,12 +278,14 @@ _DISPATCHERS = re.compile(r"^(?:" + "|".join([
     r"generic_smp_call_function_single_interrupt", r"tasklet_action_common", r"tasklet_action",
     r"rcu_do_batch", r"deliver_skb", r"vfs_fsync_range", r"blk_mq_dispatch_rq_list", r"\w+_rcv_msg",
     r"netlink_rcv_skb", r"(?:__(?:x64|ia32|se|do)_|compat_)?(?:sys|SyS)_ioctl", r"\w*compat_\w*ioctl",
-    r"sock_common_[gs]etsockopt", r"__sys_[gs]etsockopt", r"ksys_(?:ioctl|read|write|pread64|pwrite64|readv|writev)", r"compat_sys_ioctl",
+    r"sock_common_[gs]etsockopt", r"__sys_[gs]etsockopt", r"ksys_(?:ioctl|read|write|pread64|pwrite64|readv|writev)",
+    r"compat_sys_ioctl",
     r"__do_compat_sys_ioctl", r"proc_reg_\w+", r"full_proxy_\w+", r"seq_read\w*",
 ]) + r")$")
 _SYSCALL_STUB = re.compile(r"^__(?:x64|ia32|arm64|x32|se|do)_(?:compat_)?sys_(?=\w)")
 # The timer interrupt that found the CPU stuck: frames below it are the stuck code.
-_TIMER_ENTRY = re.compile(r"^(?:asm_sysvec_apic_timer_interrupt|sysvec_apic_timer_interrupt|\w*apic_timer_interrupt\w*|el1h_64_irq|el1_interrupt|gic_handle_irq|"
+_TIMER_ENTRY = re.compile(r"^(?:asm_sysvec_apic_timer_interrupt|sysvec_apic_timer_interrupt|\w*apic_timer_interrupt\w*|"
+                          r"el1h_64_irq|el1_interrupt|gic_handle_irq|"
                           r"asm_sysvec_call_function_single|__irq_svc|__irq_usr)$")
 
 

@@ -12,15 +12,13 @@ import shutil
 import subprocess
 from typing import Iterator, List, Optional, Union
 
-# Every rule in rules.py, and every boot/shutdown marker, matches a line that
-# contains one of these.  "[#" is the die counter of every oops ("[#1]").
-ANCHORS = (
-    "BUG", "WARNING", "INFO:", "[#", "Kernel panic", "UBSAN", "corruption", "double add", "LOCKUP",
-    "oom-killer", "Out of memory", "unreferenced object", "Unable to handle", "Unhandled fault",
-    "PANIC: ", "inconsistent lock", "possible deadlock", "Linux version", "SeaBIOS", "Booting the kernel",
-    "Decompressing Linux", "Booting Linux", "reboot: ", "Restarting system", "unregister_netdevice: waiting",
-    "VFS: Close", "VFS: Busy inodes", "Fixing recursive fault",
-)
+from .rules import BOOT_BANNER_ANCHORS, CLEAN_SHUTDOWN_ANCHORS, RULES
+
+# The anchors of every report rule and boot/shutdown marker, each once.  Rules
+# share the common ones ("BUG", "WARNING", "[#": an oops's die counter), so
+# the set stays small and each search stays fast.
+ANCHORS = tuple(dict.fromkeys([*(anchor for rule in RULES for anchor in rule.anchors),
+                                *BOOT_BANNER_ANCHORS, *CLEAN_SHUTDOWN_ANCHORS]))
 _ANCHORS_BYTES = tuple(a.encode() for a in ANCHORS)
 # For checking one line already in hand (not for scanning: one find per anchor is faster there).
 ANCHOR_TEXT = re.compile("|".join(re.escape(a) for a in ANCHORS))

@@ -7,7 +7,7 @@ from . import frames as fr
 from .lines import Line
 from .model import Finding, Frame
 from .prefilter import ANCHOR_TEXT
-from .rules import BOOT_BANNER, Rule, match_rule
+from .rules import BOOT_BANNER, PANIC_MSG_END, Rule, match_rule
 from .signature import signature_of
 
 MAX_REPORT_LINES = 800
@@ -42,7 +42,8 @@ _IRQ_END = re.compile(r"^\s*(?:</IRQ>|<EOI>|</NMI>)")
 _CPU_LINE = re.compile(
     r"CPU: (?P<cpu>\d+) (?:UID: \d+ )?PID: (?P<pid>\d+) Comm: (?P<comm>.+?) "
     r"(?:Not tainted|Tainted: (?P<taint>[A-Z](?:[A-Z ]*[A-Z])?)) +(?:-+ +)?(?P<version>\d\S*)")
-_OLD_PID_LINE = re.compile(r"^Pid: (?P<pid>\d+), comm: (?P<comm>.+?) (?:Not tainted|Tainted: (?P<taint>[A-Z](?:[A-Z ]*[A-Z])?))"
+_OLD_PID_LINE = re.compile(r"^Pid: (?P<pid>\d+), comm: (?P<comm>.+?) "
+                           r"(?:Not tainted|Tainted: (?P<taint>[A-Z](?:[A-Z ]*[A-Z])?))"
                            r" +(?:-+ +)?(?P<version>\d\S*)")
 _OLD_CPU_LINE = re.compile(r"^CPU (?P<cpu>\d+) ?$")
 _ACCESS = re.compile(r"\b(?P<access>Read|Write) (?:of size|at addr)")
@@ -56,19 +57,6 @@ _PRELUDE = re.compile(
     r"refcount_t:|ODEBUG:|list_(?:add|del)|DEBUG_LOCKS_WARN_ON|\s+)")
 _SPLIT_FRAME = re.compile(r"^_*(?:split_huge_page\w*|split_folio\w*|folio_split\w*|split_huge_pmd\w*|"
                           r"split_page_folio\w*|__split_\w+|deferred_split\w*)$")
-# WARNINGs raised by generic checkers get the checker's name (syzkaller's convention).
-_WARN_FILE_TITLES = [
-    (re.compile(r"(?:^|/)lib/refcount\.c$"), "WARNING: refcount bug in {func}"),
-    (re.compile(r"(?:^|/)lib/debugobjects\.c$"), "WARNING: ODEBUG bug in {func}"),
-    (re.compile(r"(?:^|/)kernel/locking/lockdep\.c$"), "WARNING: locking bug in {func}"),
-    (re.compile(r"(?:^|/)lib/list_debug\.c$"), "BUG: corrupted list in {func}"),
-    (re.compile(r"(?:^|/)mm/(?:slab_common|util)\.c$"), "WARNING: kmalloc bug in {func}"),
-    (re.compile(r"(?:^|/)mm/usercopy\.c$"), "WARNING: bad usercopy in {func}"),
-    (re.compile(r"(?:^|/)fs/proc/generic\.c$"), "WARNING: proc registration bug in {func}"),
-    (re.compile(r"(?:^|/)lib/kobject\.c$"), "WARNING: kobject bug in {func}"),
-    (re.compile(r"(?:^|/)mm/vmalloc\.c$"), "WARNING: zero-size vmalloc in {func}"),
-]
-_PANIC_MSG_END = re.compile(r"(?: \.\.\.| exitcode=| - not syncing|\s+$).*$")
 _PANIC_LINE = re.compile(r"Kernel panic - not syncing: ?(?P<msg>.*)")
 
 
@@ -86,25 +74,19 @@ def _is_body(text: str) -> bool:
 def _belongs_to(rule: Rule, other: Rule, lines: List[Line], state: dict) -> bool:
     """Whether a line starting ``other`` report is still part of the ``rule`` report."""
     early = len(lines)
-    if other.name == "netdev_leak":
-        return True     # a one-line note printed every few seconds: interleaves, never ends reports
+    if other.interleaves:
+        return True
     # The die() line ("... [#1]") of an oops announced by the line(s) before it.
-    if (rule.fatal or rule.name in ("list_corruption", "kasan")) and other.fatal \
-            and other.name != "panic" and not state["seen_die"] and early < 40:
+    if (rule.fatal or rule.absorbs_die_line) and other.is_oops and not state["seen_die"] and early < 40:
         return True
-    if rule.name == "gpf" and other.name == "kasan" and early < 10:
-        return True     # KASAN's "null-ptr-deref in range" note inside a GPF
+    if any(other.name == note and early < within for note, within in rule.absorbs_notes):
+        return True
     # panic_on_warn & co: panic() prints the stack of the report it ends.
-    if other.name == "panic" and not state["own_stack"] and rule.name != "panic":
+    if other.ends_previous_report and not state["own_stack"] and not rule.ends_previous_report:
         return True
-    # Sanitizers print one line per inlined frame of the bad access; stall and
-    # lockdep reports repeat their header line for each CPU or chain.
-    if other.name == rule.name and (early < 8 and state["previous_same"] or
-                                    rule.name == "kernel_bug" and early < 3 or
-                                    rule.name in ("rcu_stall", "circular_locking") and early < 40 or
-                                    rule.name == "oom"):
-        return True     # the OOM killer's verdict ends the report it began
-    return False
+    # Sanitizers print one line per inlined frame of the bad access; other
+    # reports repeat their header line (per CPU, per chain) within their repeat_window.
+    return other is rule and (early < 8 and state["previous_same"] or early < rule.repeat_window)
 
 
 def extent(following: Iterator[Line], start: Line, rule: Rule) -> List[Line]:
@@ -132,7 +114,7 @@ def extent(following: Iterator[Line], start: Line, rule: Rule) -> List[Line]:
             other = found[0]
             if not _belongs_to(rule, other, lines, state):
                 break
-            state["previous_same"] = other.name == rule.name
+            state["previous_same"] = other is rule
             state["seen_die"] = state["seen_die"] or bool(_DIE_LINE.search(text))
         lines.append(line)
         if _CALL_TRACE.match(text):
@@ -151,8 +133,7 @@ def extent(following: Iterator[Line], start: Line, rule: Rule) -> List[Line]:
 
 def prelude(lines_before: List[Line], rule: Rule) -> List[Line]:
     """Lines just before the report's first line that belong to it (cut here, page dumps)."""
-    if rule.name not in ("kernel_bug", "warning", "warning_new", "warning_nofile", "invalid_opcode",
-                         "kernel_bug_noinfo", "bad_page_state", "bad_page_map"):
+    if not rule.has_prelude:
         return []
     taken: List[Line] = []
     for line in reversed(lines_before):
@@ -220,17 +201,20 @@ def build_finding(rule: Rule, match: "re.Match", lines: List[Line], first: Line)
             break
     if finding.cpu is None:
         finding.cpu = next((int(m.group("cpu")) for m in map(_OLD_CPU_LINE.match, texts) if m), None)
-    if finding.pid is None and "pid" in groups:
-        finding.pid, finding.comm = int(groups["pid"]), groups.get("comm")
+    if "pid" in groups:
+        if finding.pid is None:
+            finding.pid, finding.comm = int(groups["pid"]), groups.get("comm")
+    elif "comm" in groups and not finding.comm:     # the line names the task, not its pid (OOM killer)
+        finding.comm = groups["comm"]
 
     real_stacks, rip, irq_end, all_stacks, rip_stack = _stacks(lines, first.ctx)
     primary = real_stacks[0]
     if rule.guilty == "access":   # sanitizers print the access's inline chain, one line each
         primary = _access_chain(rule, lines) + primary
-    if rule.name == "generic_warning" and not primary:
-        return None     # a driver's "WARNING: ..." message, not a WARN() report
-    if rule.name == "circular_locking" and len(real_stacks) > 1:
-        primary = real_stacks[-1]     # lockdep prints the offending task's stack last
+    if rule.needs_stack and not primary:
+        return None
+    if rule.offender_stack_last and len(real_stacks) > 1:
+        primary = real_stacks[-1]
     finding.call_trace = ([rip] if rip else []) + primary
 
     guilty = _choose_guilty(rule, groups, texts, rip, primary, all_stacks, irq_end, rip_stack)
@@ -263,55 +247,33 @@ def build_finding(rule: Rule, match: "re.Match", lines: List[Line], first: Line)
         finding.guilty_file = fr.guilty_file(finding.call_trace, finding.guilty_function, finding.file)
 
     title = rule.title
-    if rule.name == "kernel_bug" and (finding.file or "").endswith("mm/usercopy.c"):
-        title = "BUG: bad usercopy in {func}"
-    if rule.name == "kernel_bug" and (finding.file or "").endswith("lib/list_debug.c"):
-        title, finding.cls = "BUG: corrupted list in {func}", "list_corruption"
-        culprit = fr.first_culprit(primary)
-        func_name = fr.base_name(culprit.func) if culprit else func_name
-    if rule.guilty == "warn" and finding.file:
-        for file_re, special in _WARN_FILE_TITLES:
-            if file_re.search(finding.file) and not (special.startswith("WARNING: kmalloc")
-                                                     and not re.match(r"kv?malloc", groups.get("func") or "")):
-                title = special
-                culprit = fr.first_culprit(primary)
-                func_name = fr.base_name(culprit.func) if culprit else func_name
+    for checker in rule.file_titles:
+        if not checker.file.search(finding.file or "") or \
+                checker.named_func and not checker.named_func.match(groups.get("func") or ""):
+            continue
+        title = checker.title
+        finding.cls = checker.cls or finding.cls
+        if checker.blame_caller:
+            culprit = fr.first_culprit(primary)
+            func_name = fr.base_name(culprit.func) if culprit else func_name
+            if rule.guilty == "warn":   # the guilty function was the checker the WARNING line names
                 finding.guilty_function = func_name
     fields = dict(groups)
     fields["func"] = func_name
     fields["preemptible"] = " in preemptible code" if groups.get("preemptible") else ""
     fields["access"] = next((m.group("access") for m in map(_ACCESS.search, texts) if m), "")
-    if rule.name == "kasan":
-        fields["kind"] = "invalid-free" if "free" in fields["kind"] and "after" not in fields["kind"] else fields["kind"]
-    if rule.name == "panic":
-        fields["msg"] = _panic_message(fields.get("msg", ""), primary)
+    if rule.title_fields:
+        rule.title_fields(fields, primary)
     for text in texts[1:]:
         panic = _PANIC_LINE.search(text)
         if panic:   # absorbed panic_on_warn-style panic: record it as what followed
-            finding.aftermath.append("kernel panic: " + (_PANIC_MSG_END.sub("", panic.group("msg")).strip()))
+            finding.aftermath.append("kernel panic: " + (PANIC_MSG_END.sub("", panic.group("msg")).strip()))
             break
-    if rule.name == "oom":
-        finding.comm = finding.comm or groups.get("comm")
     finding.title = re.sub(r"\s{2,}", " ", title.format_map(_Fields(fields))).strip()
     finding.corrupted = corrupted or not (primary or rip) and rule.guilty != "none"
     _refine_mm_class(finding, rule, rip, primary, texts)
     finding.signature = signature_of(finding)
     return finding
-
-
-_STACK_PROTECTOR = re.compile(r"stack-protector: Kernel stack is corrupted in: (?P<func>[\w.$]+)\+0x")
-
-
-def _panic_message(msg: str, stack: List[Frame]) -> str:
-    """Panic titles name the culprit where the message has one (syzkaller's forms)."""
-    m = _STACK_PROTECTOR.search(msg)
-    if m:
-        return f"stack is corrupted in {fr.base_name(m.group('func'))}"
-    if msg.startswith("corrupted stack end detected inside scheduler"):
-        culprit = fr.stall_culprit(stack)
-        return "corrupted stack end in " + (fr.syscall_name(fr.base_name(culprit.func)) if culprit else "corrupted")
-    # Numbers in a panic message vary from run to run (syzkaller writes NUM).
-    return re.sub(r"\d+", "NUM", _PANIC_MSG_END.sub("", msg).strip()) or "unknown"
 
 
 _ACCESS_AT = re.compile(r" in (?P<func>[\w.$]+)(?:\+0x[0-9a-f]+/0x[0-9a-f]+)?(?: (?P<src>[\w./+-]+:\d+))?")
@@ -374,7 +336,7 @@ def _choose_guilty(rule, groups, texts, rip, primary, all_stacks, irq_end, rip_s
 
 def _refine_mm_class(finding: Finding, rule: Rule, rip, primary, texts) -> None:
     """The mission's two crashes get their own classes."""
-    if not rule.fatal or rule.name == "panic":
+    if not rule.is_oops:
         return
     path = finding.file or ""
     if path.endswith("include/linux/swapops.h"):
@@ -382,6 +344,6 @@ def _refine_mm_class(finding: Finding, rule: Rule, rip, primary, texts) -> None:
         return
     frames = ([rip] if rip else []) + [f for f in primary if not f.unreliable]
     in_split = any(_SPLIT_FRAME.match(fr.base_name(f.func)) for f in frames[:12])
-    if in_split and (path.endswith("mm/huge_memory.c") or rule.name in ("kernel_bug", "invalid_opcode")
+    if in_split and (path.endswith("mm/huge_memory.c") or rule.bug_on
                      or any("page dumped because" in t for t in texts)):
         finding.cls = "split_huge_page_bug"

@@ -9,11 +9,14 @@ import subprocess
 from functools import lru_cache
 from typing import Dict, List, Optional, Tuple
 
+from harness.errors import CouldNotTest
+
+from .frames import base_name, guilty_file
 from .model import Finding, Frame
 
 
-class SymbolizeError(Exception):
-    pass
+class SymbolizeError(CouldNotTest):
+    """binutils is missing or cannot read the vmlinux."""
 
 
 @lru_cache(maxsize=4)
@@ -121,7 +124,6 @@ def symbolize(findings: List[Finding], vmlinux: str) -> None:
 
 def _reblame(finding: Finding, trace: List[Frame]) -> None:
     """Blame the inlined function that holds the BUG_ON, not the function it was inlined into."""
-    from .frames import base_name, guilty_file
     chain = []
     for frame in trace:              # the faulting instruction's inline chain, innermost first
         chain.append(frame)

@@ -16,8 +16,6 @@ descriptor, so an orphaned make (our process SIGKILLed) still holds it.
 
 from __future__ import annotations
 
-import argparse
-import ctypes
 import datetime
 import hashlib
 import json
@@ -26,18 +24,20 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness import cache, log, patches, source
-from harness.errors import CouldNotTest, KstressError, UsageError
-from harness.kconfig import Setting, parse_fragment, requested, verify
-from harness.source import DEFAULT_SOURCE
+from harness import cache, log
+from harness.errors import CouldNotTest, UsageError
+from harness.kernel import patches, source
+from harness.kernel.kconfig import Setting, parse_fragment, requested, verify
+from harness.kernel.source import DEFAULT_SOURCE
+from harness.paths import default_fragments
+from harness.procs import die_with_parent
+from harness.toolchain import compiler_id
 
 KEY_SCHEMA = 1
-REPO_ROOT = Path(__file__).resolve().parent.parent
 PROGRESS_EVERY = 15.0
 MAX_ERROR_LINES = 20
 _CC_LINE = re.compile(r"^\s+CC\s+(\[M\]\s+)?\S+\.o\s*$")
@@ -46,8 +46,8 @@ _TARGET = re.compile(r"^[A-Za-z0-9_.-]*config$")
 __all__ = ["BuildRequest", "KernelBuild", "build_kernel", "DEFAULT_SOURCE", "compute_key"]
 
 
-def default_fragments() -> list[str]:
-    return [str(p) for p in sorted((REPO_ROOT / "kernel-configs").glob("*.config"))]
+def _default_fragment_paths() -> list[str]:
+    return [str(p) for p in default_fragments()]
 
 
 @dataclass
@@ -56,7 +56,7 @@ class BuildRequest:
     ref: str | None = None
     patches: str | None = None
     base_config: str = "tinyconfig"
-    fragments: list[str] = field(default_factory=default_fragments)
+    fragments: list[str] = field(default_factory=_default_fragment_paths)
     jobs: int | None = None
 
 
@@ -80,14 +80,6 @@ def _kernel_build(entry: Path, hit: bool) -> KernelBuild:
     meta = json.loads((entry / "meta.json").read_text())
     return KernelBuild(key=entry.name, artifact_dir=entry, build_log=entry / "build.log", meta=meta,
                        cache_hit=hit, **{k: entry / v for k, v in ARTIFACTS.items()})
-
-
-def compiler_version() -> str:
-    try:
-        r = subprocess.run(["gcc", "--version"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    except FileNotFoundError:
-        raise CouldNotTest("gcc not found: install build-essential") from None
-    return (r.stdout.splitlines() or ["unknown"])[0].strip()
 
 
 @dataclass
@@ -125,7 +117,7 @@ def plan(req: BuildRequest, root: Path) -> Plan:
         if not f.is_file():
             raise UsageError(f"config fragment {f} does not exist")
     want = requested([parse_fragment(f) for f in frags])
-    compiler = compiler_version()
+    compiler = compiler_id()
     key_inputs = {
         "schema": KEY_SCHEMA,
         "source": src.key_part(),
@@ -148,15 +140,6 @@ def kernel_root(cache_dir: Path | None = None) -> Path:
 
 # ---------------------------------------------------------------- running make
 
-def _die_with_parent() -> None:
-    # If kstress is SIGKILLed, make gets SIGTERM (and deletes its partial targets)
-    # instead of running on unsupervised.
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
-
-
 def _make_argv(work: Path, bdir: Path, extra: list[str], cc: str | None) -> list[str]:
     argv = ["make", "-C", str(work), f"O={bdir}"]
     if cc:
@@ -175,7 +158,10 @@ def _run_logged(argv: list[str], logf, what: str, lock_fd: int, cwd: Path | None
     start = os.lseek(logf.fileno(), 0, os.SEEK_CUR)  # children write through the same descriptor
     env = dict(os.environ, LC_ALL="C")
     proc = subprocess.Popen(argv, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=cwd,
-                            env=env, pass_fds=(lock_fd,), preexec_fn=_die_with_parent)
+                            env=env, pass_fds=(lock_fd,),
+                            # If kstress is SIGKILLed, make gets SIGTERM (and deletes its
+                            # partial targets) instead of running on unsupervised.
+                            preexec_fn=die_with_parent(signal.SIGTERM))
     t0 = time.monotonic()
     objects, pos = 0, start
     try:
@@ -364,30 +350,3 @@ def build_kernel(req: BuildRequest, cache_dir: Path | None = None) -> KernelBuil
                 shutil.rmtree(tmp, ignore_errors=True)
     log.info(f"kernel artifacts: {entry}")
     return _kernel_build(entry, False)
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m harness.build", description="Build a kernel into the kstress cache.")
-    ap.add_argument("--source", help=f"directory, tarball or git repository (default {DEFAULT_SOURCE})")
-    ap.add_argument("--ref", help="git ref to build (with a git repository)")
-    ap.add_argument("--patches", help="directory of *.patch (series file order) or one mbox")
-    ap.add_argument("--base-config", default="tinyconfig", help="make target or a full .config (default tinyconfig)")
-    ap.add_argument("--fragment", action="append", dest="fragments",
-                    help="Kconfig fragment (repeatable; default: the repo's kernel-configs/*.config)")
-    ap.add_argument("--jobs", "-j", type=int)
-    ap.add_argument("--cache-dir", type=Path, help="kstress cache root (default $KSTRESS_CACHE or ~/.cache/kstress)")
-    a = ap.parse_args(argv)
-    req = BuildRequest(source=a.source, ref=a.ref, patches=a.patches, base_config=a.base_config, jobs=a.jobs)
-    if a.fragments:
-        req.fragments = a.fragments
-    try:
-        kb = build_kernel(req, a.cache_dir)
-    except KstressError as e:
-        print(f"kstress: error: {e}", file=sys.stderr)
-        return e.exit_code
-    print(kb.artifact_dir)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

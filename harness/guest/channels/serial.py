@@ -1,8 +1,5 @@
-"""How the runner runs commands in the guest, whatever carries them.
-
-``Channel`` is the interface (an SSH channel can come later, as in LTP's
-kirk); ``SerialChannel`` drives the root shell that the init leaves on the
-serial console, which the kernel shares for its own messages. So a command
+"""The serial channel: commands over the root shell that the init leaves on
+the serial console, which the kernel shares for its own messages. So a command
 is shipped as base64 into a file and run by the guest helper ks-run
 (images/initramfs/ks-run), which reports between per-command markers:
 
@@ -24,12 +21,10 @@ import re
 import secrets
 import shlex
 import time
-from abc import ABC, abstractmethod
-from dataclasses import dataclass
 from typing import Protocol
 
 from harness import log
-from harness.errors import CouldNotTest
+from harness.guest.channels import Channel, ChannelError, CommandResult
 
 KS_RUN = "/usr/libexec/kstress/ks-run"
 WORK_DIR = "/tmp/ks"  # made by the init, used by ks-run
@@ -52,33 +47,8 @@ def marker_re(marker: str) -> re.Pattern:
 _NOT_B64 = re.compile(rb"[^A-Za-z0-9+/=]")
 
 
-@dataclass
-class CommandResult:
-    exit_status: int | None  # None when the command did not finish
-    output: str  # stdout and stderr, interleaved
-    timed_out: bool
-    duration: float  # seconds, host side
-
-
-class ChannelError(CouldNotTest):
-    """The channel cannot carry commands (the guest shell does not answer)."""
-
-
-class Channel(ABC):
-    @abstractmethod
-    def run(self, command: str, timeout: float) -> CommandResult:
-        """Run ``command`` with /bin/sh in the guest; kill it after ``timeout`` s."""
-
-    def read_file(self, path: str, timeout: float = 30) -> str:
-        r = self.run(f"cat -- {shlex.quote(path)}", timeout)
-        if r.timed_out or r.exit_status != 0:
-            why = "timed out" if r.timed_out else f"status {r.exit_status}: {r.output.strip()[:200]}"
-            raise ChannelError(f"cannot read {path} in the guest ({why})")
-        return r.output
-
-
 class SerialPort(Protocol):
-    """What SerialChannel needs from the guest (harness.qemu.Guest has it)."""
+    """What SerialChannel needs from the guest (harness.guest.machine.Machine has it)."""
 
     def send(self, data: bytes) -> None: ...
 
@@ -112,6 +82,12 @@ def parse_result(region: bytes, nonce: str) -> tuple[int, bool, str, bool]:
         data = b""
     size = int(begin.group(3))
     return int(begin.group(1)), begin.group(2) == b"1", data.decode("utf-8", "replace"), len(data) == size
+
+
+def heartbeat_for(silence_timeout: float) -> int:
+    """ks-run's heartbeat period: well inside the silence rule, so a command
+    that prints nothing for minutes never reads as a silent guest."""
+    return max(1, min(HEARTBEAT, int(silence_timeout // 3)))
 
 
 class SerialChannel(Channel):
@@ -159,3 +135,17 @@ class SerialChannel(Channel):
         if not intact:
             log.warn(f"guest command output may be garbled (length mismatch): {command[:60]}")
         return CommandResult(None if timed_out else status, output, timed_out, took)
+
+    def upload(self, data: bytes, path: str, mode: int = 0o644, timeout: float = 120) -> None:
+        """Ship ``data`` as base64 lines through the shell (no file transfer
+        protocol on a serial line), then decode it into place."""
+        b64 = base64.b64encode(data).decode()
+        tmp = f"{WORK_DIR}/up-{secrets.token_hex(6)}"
+        lines = [f"echo {b64[i:i + CHUNK]}>>{tmp}" for i in range(0, len(b64), CHUNK)] or [f": >{tmp}"]
+        nonce = secrets.token_hex(6)
+        self._send_lines(lines, nonce)
+        q = shlex.quote(path)
+        r = self.run(f"base64 -d {tmp} >{q} && chmod {mode:o} {q}; s=$?; rm -f {tmp}; exit $s", timeout)
+        if r.timed_out or r.exit_status != 0:
+            why = "timed out" if r.timed_out else f"status {r.exit_status}: {r.output.strip()[:200]}"
+            raise ChannelError(f"cannot write {path} in the guest ({why})")

@@ -1,33 +1,27 @@
-"""Workloads: a directory under workloads/ with a manifest.yaml and C sources.
+"""Workload manifests and the registry of workloads.
 
-The manifest is declarative (tuxmake style) and validated strictly: every
-error names the manifest, its line, the key path and what was expected, so a
-typo fails at load time rather than as a workload that silently stresses
-nothing.  Binaries are static (the guest has only busybox) and cached by the
-hash of everything that goes into them.
+A workload is a directory under workloads/ with a manifest.yaml. The
+manifest is declarative (tuxmake style) and validated strictly: every error
+names the manifest, its line, the key path and what was expected, so a typo
+fails at load time rather than as a workload that silently stresses nothing.
+How a workload becomes something the guest can run depends on its kind
+(harness.stress.adapters).
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
-import shutil
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
+from harness.errors import UsageError
+from harness.kernel.kconfig import parse_dotconfig
+from harness.paths import WORKLOADS_DIR
+from harness.yamlcheck import Key, YamlChecker, compose_file
 
-from . import log
-from .cache import cache_root, clean_stale_tmp, make_tmp_dir, publish_dir
-from .config import REPO_ROOT, Key, YamlChecker
-from .errors import CouldNotTest, UsageError
-
-WORKLOADS_DIR = REPO_ROOT / "workloads"
 MANIFEST = "manifest.yaml"
 GUEST_BIN_DIR = "/usr/bin"
-CC = "gcc"
-CFLAGS = ("-O2", "-static", "-pthread", "-Wall", "-Werror")
+KINDS = ("c",)  # one adapter each in harness.stress.adapters
 # What a workload may claim to stress; a closed list catches typos.
 STRESSES = ("migration", "compaction", "fork", "thp", "split", "ksm", "swap",
             "reclaim", "mprotect", "mremap", "numa")
@@ -37,6 +31,7 @@ _LIST = (list,)
 MANIFEST_KEYS: dict[str, Key] = {
     "name": Key((str,), None, "the workload's name, same as its directory"),
     "description": Key((str,), None, "one line on what it does"),
+    "kind": Key((str,), "c", "how it is built and run", choices=KINDS),
     "stresses": Key(_LIST, None, f"what it stresses: some of {', '.join(STRESSES)}"),
     "kernel_options": Key(_LIST, None, "CONFIG_ symbols the kernel needs"),
     "default_duration": Key((int,), None, "seconds", minimum=1),
@@ -56,6 +51,7 @@ _ITEM_RULES = {
 @dataclass
 class Workload:
     name: str
+    kind: str
     description: str
     stresses: list[str]
     kernel_options: list[str]
@@ -74,6 +70,11 @@ class Workload:
         values = {"duration": int(duration), "seed": int(seed)}
         return [self.guest_path] + [a.format(**values) for a in self.argv_template]
 
+    def missing_options(self, dotconfig_text: str) -> list[str]:
+        """The kernel options it needs that the built .config lacks."""
+        have = parse_dotconfig(dotconfig_text)
+        return [opt for opt in self.kernel_options if have.get(opt, "n") == "n"]
+
 
 def load_workloads(directory: Path | None = None) -> dict[str, Workload]:
     """Every workload under ``directory`` (default: the repo's workloads/), by name."""
@@ -89,15 +90,7 @@ def load_workloads(directory: Path | None = None) -> dict[str, Workload]:
 
 def load_manifest(path: Path) -> Workload:
     path = Path(path)
-    try:
-        root = yaml.compose(path.read_text(), Loader=yaml.SafeLoader)
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"{path}: cannot read: {exc}") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise UsageError(f"{path}{line}: invalid YAML: {problem}") from None
+    root = compose_file(path, "manifest")
     chk = YamlChecker(path)
     if root is None:
         chk.fail(None, "", f"empty manifest (expected keys: {', '.join(MANIFEST_KEYS)})")
@@ -106,12 +99,14 @@ def load_manifest(path: Path) -> Workload:
     values = {}
     for name, key in MANIFEST_KEYS.items():
         if name not in fields:
+            if key.default is not None:
+                values[name] = key.default
+                continue
             chk.fail(root, name, f"missing key ({key.help})")
         values[name] = chk.value(fields[name], name, key)
         if key.types == _LIST:
             pattern, what = _ITEM_RULES[name]
-            for i, item in enumerate(fields[name].value):
-                v = chk.value(item, f"{name}[{i}]", Key((str,), None, ""))
+            for i, (item, v) in enumerate(chk.strings(fields[name], name)):
                 if not pattern.match(v):
                     chk.fail(item, f"{name}[{i}]", f"expected {what}, got {v!r}")
     directory = path.resolve().parent
@@ -131,56 +126,8 @@ def load_manifest(path: Path) -> Workload:
         except (KeyError, IndexError, ValueError) as exc:
             chk.fail(fields["argv"].value[i], f"argv[{i}]",
                      f"expected only {{duration}} and {{seed}} placeholders, got {item!r} ({exc!r})")
-    return Workload(name=values["name"], description=values["description"],
+    return Workload(name=values["name"], kind=values["kind"], description=values["description"],
                     stresses=values["stresses"], kernel_options=values["kernel_options"],
                     default_duration=values["default_duration"], sources=sources,
                     argv_template=values["argv"], evidence=values["evidence"],
                     directory=directory)
-
-
-def _compiler_id() -> str:
-    try:
-        res = subprocess.run([CC, "--version"], capture_output=True, text=True, check=False)
-    except OSError as exc:
-        raise CouldNotTest(f"cannot run {CC} to build workloads: {exc}") from None
-    if res.returncode != 0:
-        raise CouldNotTest(f"{CC} --version failed: {res.stderr.strip()}")
-    return res.stdout.splitlines()[0] if res.stdout else ""
-
-
-def workload_key(w: Workload) -> str:
-    """Hash of compiler, flags and sources: a change to any rebuilds."""
-    h = hashlib.sha256()
-    for part in (_compiler_id(), " ".join(CFLAGS)):
-        h.update(part.encode() + b"\0")
-    for src in w.sources:
-        h.update(src.relative_to(w.directory).as_posix().encode() + b"\0")
-        h.update(src.read_bytes() + b"\0")
-    return h.hexdigest()[:20]
-
-
-def build_workload(w: Workload, cache_dir: Path | None = None) -> Path:
-    """The path of ``w``'s static binary, compiled once per workload_key."""
-    parent = Path(cache_dir) if cache_dir is not None else cache_root()
-    parent = parent / "workloads"
-    final = parent / f"{w.name}-{workload_key(w)}"
-    binary = final / w.name
-    if binary.is_file():
-        return binary
-    try:
-        clean_stale_tmp(parent)
-        tmp = make_tmp_dir(parent, w.name)
-    except OSError as exc:
-        raise CouldNotTest(f"cannot write the workload cache {parent}: {exc}") from None
-    try:
-        cmd = [CC, *CFLAGS, "-o", str(tmp / w.name), *map(str, w.sources)]
-        log.info(f"building workload {w.name}")
-        res = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        if res.returncode != 0:
-            lines = [ln for ln in res.stderr.splitlines() if "error" in ln] or res.stderr.splitlines()
-            raise CouldNotTest(f"workload {w.name} does not compile ({' '.join(cmd)}):\n"
-                               + "\n".join(lines[:20]))
-        publish_dir(tmp, final)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return binary

@@ -1,22 +1,24 @@
-"""One QEMU guest: its command line, its process and its serial console.
+"""One QEMU guest machine: its command line, its process and its serial console.
+
+The machine carries no channel: a channel (harness.guest.channels) talks to
+the guest over what the machine offers (the serial port here, a forwarded
+port for SSH), so the runner does not care how commands travel.
 
 QEMU's serial port is on its stdio (pipes, not a pty). A reader thread
 drains it all the time into console.log (raw bytes, flushed as they come,
 so a killed run keeps everything) and into a buffer that ``expect`` searches:
 a kernel that prints an oops while we are busy elsewhere is never throttled
 or lost. The guest dies with us: PR_SET_PDEATHSIG covers SIGKILL of this
-process, an atexit hook and ``Guest.__exit__`` cover the rest.
+process, an atexit hook and ``Machine.__exit__`` cover the rest.
 """
 
 from __future__ import annotations
 
 import atexit
-import ctypes
 import itertools
 import os
 import re
 import secrets
-import signal
 import subprocess
 import threading
 import time
@@ -24,12 +26,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness import log
-from harness.accel import QEMU, resolve_accel
-from harness.channel import SerialChannel
-from harness.errors import CouldNotTest, UsageError
+from harness.errors import CouldNotTest, KernelHang, KstressError, UsageError
+from harness.guest.accel import QEMU
+from harness.procs import die_with_parent
 
-__all__ = ["DEFAULT_CMDLINE", "GuestConfig", "Guest", "resolve_accel", "tcg_relaxations",
-           "qemu_argv", "GuestError", "GuestDied", "GuestSilent", "BootTimeout", "KvmSilent"]
+__all__ = ["DEFAULT_CMDLINE", "BOOT_TIMEOUT", "SILENCE_TIMEOUT", "GuestConfig", "Machine",
+           "tcg_relaxations", "qemu_argv", "GuestError", "GuestDied", "GuestSilent", "BootTimeout",
+           "KvmSilent"]
 
 # oops=panic + panic=-1 + QEMU's -no-reboot: the first oops is printed in
 # full, then QEMU exits, so console.log ends on the report. printk.time=1
@@ -46,6 +49,9 @@ _TCG_RELAXATIONS = (
 )
 
 READY_MARKER = b"kstress-init: ready"  # printed by images/initramfs/init
+# One default each, for run configs and for machines made directly.
+BOOT_TIMEOUT = 180.0  # seconds from QEMU's start to the ready marker
+SILENCE_TIMEOUT = 120.0  # seconds without a byte either way that make a hang
 # Under KVM the kernel's first console line comes within a second. Total
 # silence for this long means KVM itself is broken (the probe passed, the
 # real guest hangs), which is a host problem, not a kernel hang to report.
@@ -58,24 +64,24 @@ def tcg_relaxations() -> str:
     return " ".join(_TCG_RELAXATIONS)
 
 
-class GuestError(CouldNotTest):
-    """The guest went away or stopped answering; the runner decides whether
-    the console makes that a kernel finding."""
+class GuestError(KstressError):
+    """The guest went away or stopped answering."""
 
 
-class GuestDied(GuestError):
-    """QEMU exited (a panic with -no-reboot, a poweroff, or a QEMU error)."""
+class GuestDied(GuestError, CouldNotTest):
+    """QEMU exited (a panic with -no-reboot, a poweroff, or a QEMU error).
+    The runner decides from the console whether that is a kernel finding."""
 
 
-class GuestSilent(GuestError):
+class GuestSilent(GuestError, KernelHang):
     """Nothing from the guest for silence_timeout seconds: a hang."""
 
 
-class BootTimeout(GuestError):
-    """No ready marker within boot_timeout."""
+class BootTimeout(GuestError, KernelHang):
+    """No ready marker within boot_timeout: the kernel hung while booting."""
 
 
-class KvmSilent(GuestError):
+class KvmSilent(GuestError, CouldNotTest):
     """A KVM guest printed nothing at all: KVM does not work on this host."""
 
 
@@ -83,13 +89,13 @@ class KvmSilent(GuestError):
 class GuestConfig:
     kernel: Path
     initrd: Path
-    cmdline: str = DEFAULT_CMDLINE  # the full kernel command line; Guest adds nothing
+    cmdline: str = DEFAULT_CMDLINE  # the full kernel command line; Machine adds nothing
     cpus: int = 2
     numa_nodes: int = 2
     memory_mb: int = 2048
-    accel: str = "auto"  # auto | kvm | tcg
-    boot_timeout: float = 120
-    silence_timeout: float = 120
+    accel: str = "tcg"  # kvm | tcg, resolved beforehand (harness.guest.accel.resolve_accel)
+    boot_timeout: float = BOOT_TIMEOUT
+    silence_timeout: float = SILENCE_TIMEOUT
 
 
 def qemu_argv(cfg: GuestConfig, accel: str, name: str = "kstress") -> list[str]:
@@ -123,26 +129,7 @@ def qemu_argv(cfg: GuestConfig, accel: str, name: str = "kstress") -> list[str]:
     return argv
 
 
-# --- dying with the parent ---------------------------------------------------
-
-_PR_SET_PDEATHSIG = 1
-_libc = ctypes.CDLL(None, use_errno=True)  # resolved here, not in the forked child
-
-
-def _die_with_parent_fn():
-    """preexec_fn: SIGKILL QEMU when the thread that started it dies, even by
-    SIGKILL. (PDEATHSIG follows the forking *thread*: start guests from a
-    thread that outlives them, normally the main thread.)"""
-    parent = os.getpid()
-
-    def fn():
-        _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        if os.getppid() != parent:  # the parent died before prctl took effect
-            os._exit(1)
-    return fn
-
-
-_LIVE: set["Guest"] = set()
+_LIVE: set["Machine"] = set()
 _LIVE_LOCK = threading.Lock()
 _SEQ = itertools.count(1)
 
@@ -155,9 +142,9 @@ def _kill_all() -> None:
         g.kill()
 
 
-# --- the guest ----------------------------------------------------------------
+# --- the machine --------------------------------------------------------------
 
-class Guest:
+class Machine:
     """A context manager; leaving it kills QEMU whatever happened."""
 
     def __init__(self, cfg: GuestConfig, console_log: Path):
@@ -166,10 +153,8 @@ class Guest:
         self.qemu_log = self.console_log.with_name(self.console_log.stem + ".qemu-stderr.log")
         # Unique per guest, visible in ps: tells our QEMU from others'.
         self.name = f"kstress-{os.getpid()}-{next(_SEQ)}-{secrets.token_hex(3)}"
-        self.accel = cfg.accel if cfg.accel in ("kvm", "tcg") else ""
-        self.qemu_argv: list[str] = qemu_argv(cfg, self.accel, self.name) if self.accel else []
-        # ks-run's heartbeat must come well inside the silence rule.
-        self.channel = SerialChannel(self, heartbeat=max(1, min(10, int(cfg.silence_timeout // 3))))
+        self.accel = cfg.accel
+        self.qemu_argv: list[str] = qemu_argv(cfg, self.accel, self.name)
         self._proc: subprocess.Popen | None = None
         self._reader: threading.Thread | None = None
         self._log = None
@@ -181,7 +166,7 @@ class Guest:
         self._last_io = 0.0  # last byte from the guest, or last input sent to it
 
     # context manager
-    def __enter__(self) -> "Guest":
+    def __enter__(self) -> "Machine":
         return self
 
     def __exit__(self, *exc) -> None:
@@ -193,11 +178,6 @@ class Guest:
         for what, p in (("kernel", self.cfg.kernel), ("initrd", self.cfg.initrd)):
             if not Path(p).is_file():
                 raise UsageError(f"guest {what} {p} does not exist")
-        if not self.accel:
-            self.accel, warning = resolve_accel(self.cfg.accel)
-            if warning:
-                log.warn(warning)
-            self.qemu_argv = qemu_argv(self.cfg, self.accel, self.name)
         self.console_log.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(self.console_log, "wb", buffering=0)
         with open(self.qemu_log, "wb") as err:
@@ -206,7 +186,7 @@ class Guest:
                     self.qemu_argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err,
                     bufsize=0, close_fds=True,
                     start_new_session=True,  # a Ctrl-C meant for us must not hit QEMU first
-                    preexec_fn=_die_with_parent_fn())
+                    preexec_fn=die_with_parent())
             except OSError as exc:
                 self._log.close()
                 raise CouldNotTest(f"cannot start {QEMU}: {exc.strerror}") from None
@@ -241,7 +221,7 @@ class Guest:
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
-    # --- the serial port, as SerialChannel uses it ---
+    # --- the serial port, as harness.guest.channels.serial uses it ---
 
     def send(self, data: bytes) -> None:
         if self._proc is None:

@@ -16,14 +16,16 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness import channel, log
+from harness import log
 from harness.cache import atomic_write_bytes, cache_root, locked
 from harness.errors import CouldNotTest, UsageError
+from harness.guest.channels import serial
+from harness.paths import IMAGES_DIR
 
-RECIPE_DIR = Path(__file__).resolve().parent.parent / "images" / "initramfs"
+RECIPE_DIR = IMAGES_DIR / "initramfs"
 BUSYBOX = Path("/bin/busybox")  # Debian's busybox-static
 WORKLOAD_DIR = "usr/bin"
-KS_RUN = channel.KS_RUN.lstrip("/")  # the SerialChannel helper, images/initramfs/ks-run
+KS_RUN = serial.KS_RUN.lstrip("/")  # the SerialChannel helper, images/initramfs/ks-run
 
 _S_IFDIR, _S_IFREG, _S_IFLNK, _S_IFCHR = 0o040000, 0o100000, 0o120000, 0o020000
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")

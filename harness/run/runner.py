@@ -1,0 +1,267 @@
+"""One run: one boot of one kernel through its workloads.
+
+Data flow: RunConfig -> kernel stage (build_kernel) -> prepare_guest
+(workloads, image, accelerator) -> Machine + channel -> per workload:
+vmstat before, workload, vmstat after -> console analysis -> Triage ->
+RunRecord (run.json, junit.xml, summary.txt, rewritten after every stage).
+Soak, compare and bisect drive this class; they never copy it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import shlex
+import time
+from pathlib import Path
+
+from harness import log
+from harness.config import RunConfig
+from harness.console import analyze_file
+from harness.errors import KstressError
+from harness.guest.channels import Channel
+from harness.guest.channels.serial import SerialChannel, heartbeat_for
+from harness.guest.machine import GuestError, Machine
+from harness.kernel import BuildRequest, KernelBuild, build_kernel
+from harness.run import verdict
+from harness.run.prepare import Planned, prepare_guest
+from harness.run.record import CaseResult, KernelRecord, RunRecord, WorkloadRecord, atomic_write_text
+from harness.run.results import new_run_dir, write_results
+from harness.run.triage import Triage
+from harness.run.trouble import GuestTrouble
+from harness.stress.vmstat import deltas, missing_evidence, parse_vmstat
+
+BOOT_CASE = "boot"
+BUILD_CASE = "build"
+EVIDENCE_PROPERTIES = ("pgmigrate_", "compact_", "thp_")  # vmstat deltas shown as JUnit properties
+
+
+class Runner:
+    def __init__(self, cfg: RunConfig, cache_dir: Path | None = None):
+        self.cfg = cfg
+        self.cache_dir = cache_dir
+        seed = cfg.seed if cfg.seed is not None else random.SystemRandom().randrange(1, 2**31)
+        self.run_id, self.run_dir = new_run_dir(cfg.results)
+        self.console_log = self.run_dir / "console.log"
+        self.record = RunRecord(run_id=self.run_id, seed=seed, config=cfg.as_dict())
+        self.record.set_property("seed", seed)
+        self.record.set_property("run_id", self.run_id)
+        self.triage = Triage(cfg.known_issues)
+        self.vmlinux: Path | None = None
+        self.current: CaseResult | None = None  # the testcase under way, for an interrupt
+        self.current_t0 = 0.0
+        self.last_case: CaseResult | None = None  # gets what the kernel prints after the end
+        self.ran: set[str] = set()  # testcases that started
+        self.stop_reason = ""  # why the run stopped early, for testcases that never ran
+        self.trouble = GuestTrouble(self.record.guest_events)
+
+    @property
+    def seed(self) -> int:
+        return self.record.seed
+
+    def run(self) -> int:
+        """Returns the exit code. Whatever happens (Ctrl-C and SIGTERM arrive
+        as KeyboardInterrupt), run.json and junit.xml hold what was collected."""
+        try:
+            return self._run()
+        except KeyboardInterrupt as exc:
+            how = str(exc) or "SIGINT"
+            self.record.interrupted = how
+            self._end_current(f"interrupted by {how}")
+            raise
+        except KstressError as exc:
+            first, _, rest = str(exc).partition("\n")
+            self._end_current(first, rest)
+            raise
+        finally:
+            self._finish()
+
+    def _run(self) -> int:
+        log.info(f"run {self.run_id}: results in {self.run_dir}")
+        kernel = self.build()
+        # Preparing the guest (workload builds, image, accelerator) is part of
+        # the boot testcase: its failure is reported there.
+        self._begin(BOOT_CASE, "kstress.boot")
+        plan = prepare_guest(self.cfg, kernel, self.cache_dir)
+        self.record.guest = plan.record
+        self.record.set_property("accel", plan.record.accel)
+        for p in plan.workloads:
+            self.record.case(p.workload.name).classname = "kstress.workload"
+        self._write()
+        with Machine(plan.machine, self.console_log) as machine:
+            plan.record.qemu_argv = machine.qemu_argv
+            plan.record.qemu_command = shlex.join(machine.qemu_argv)
+            channel = SerialChannel(machine, heartbeat=heartbeat_for(plan.machine.silence_timeout))
+            if self._boot(machine):
+                for p in plan.workloads:
+                    if not self._workload(channel, p):
+                        break
+                machine.shutdown()
+        return self._exit_code()
+
+    # -- stages -----------------------------------------------------------
+
+    def _begin(self, name: str, classname: str | None = None) -> CaseResult:
+        case = self.current = self.record.case(name)
+        if classname:
+            case.classname = classname
+        self.current_t0 = time.monotonic()
+        return case
+
+    def build(self) -> KernelBuild:
+        case = self._begin(BUILD_CASE)
+        self.ran.add(BUILD_CASE)
+        req = BuildRequest(source=self.cfg.source, ref=self.cfg.ref, patches=self.cfg.patches,
+                           base_config=self.cfg.base_config, fragments=[str(p) for p in self.cfg.fragments])
+        try:
+            kernel = build_kernel(req, self.cache_dir)
+        finally:
+            case.elapsed = time.monotonic() - self.current_t0
+        self.vmlinux = kernel.vmlinux
+        self.triage.kernel_version = kernel.meta.get("kernel_version")
+        config_hash = hashlib.sha256(Path(kernel.config).read_bytes()).hexdigest()[:16]
+        self.record.kernel = KernelRecord(key=kernel.key, artifact_dir=str(kernel.artifact_dir),
+                                          cache_hit=kernel.cache_hit, config_sha256_16=config_hash,
+                                          meta=kernel.meta)
+        names = [p["name"] for p in kernel.meta.get("patches") or []]
+        for name, value in (("kernel_version", kernel.meta.get("kernel_version")), ("config_hash", config_hash),
+                            ("patch_series", ", ".join(names) or "none"), ("kernel_key", kernel.key)):
+            self.record.set_property(name, value)
+        self._write()
+        return kernel
+
+    def _boot(self, machine: Machine) -> bool:
+        case = self.last_case = self._begin(BOOT_CASE)
+        self.ran.add(BOOT_CASE)
+        alive = True
+        try:
+            machine.start()
+            self.record.guest.seconds_to_ready = round(machine.wait_ready(), 2)
+        except GuestError as exc:
+            alive = False
+            self._guest_trouble(case, exc)
+        self._end_case(case, 0)
+        return alive and case.status == "passed"
+
+    def _workload(self, channel: Channel, p: Planned) -> bool:
+        w = p.workload
+        case = self._begin(w.name)
+        entry = self.record.workloads[w.name] = WorkloadRecord(
+            kind=w.kind, argv=w.argv(p.duration, self.seed), duration=p.duration,
+            stresses=w.stresses, evidence=w.evidence, skipped=p.skipped)
+        if p.skipped:
+            case.skip(f"skipped: {p.skipped}", "missing-kernel-options")
+            log.warn(f"workload {w.name} skipped: {p.skipped}")
+            self.ran.add(w.name)
+            self._write()
+            return True
+        self.ran.add(w.name)
+        self.last_case = case
+        start = self._console_size()
+        self._write()
+        log.info(f"workload {w.name}: {p.duration}s, seed {self.seed}")
+        timeout = p.duration + self.cfg.workload_grace
+        alive = True
+        try:
+            before = parse_vmstat(channel.read_file("/proc/vmstat"))
+            result = channel.run(shlex.join(entry.argv), timeout=timeout)
+            entry.exit_status, entry.timed_out = result.exit_status, result.timed_out
+            entry.seconds = round(result.duration, 2)
+            (self.run_dir / f"{w.name}.out").write_text(result.output)
+            case.stdout = result.output[-20000:]
+            if result.timed_out:
+                case.fail(f"hang: {w.name} did not finish within {timeout:.0f}s", result.output[-4000:], "hang")
+            else:
+                self._judge_workload(case, entry, result.output,
+                                     parse_vmstat(channel.read_file("/proc/vmstat")), before)
+        except GuestError as exc:
+            alive = False
+            self._guest_trouble(case, exc)
+        self._end_case(case, start)
+        return alive
+
+    def _judge_workload(self, case: CaseResult, entry: WorkloadRecord, output: str,
+                        after: dict[str, int], before: dict[str, int]) -> None:
+        delta = entry.vmstat_delta = deltas(before, after)
+        name = case.name
+        for counter in sorted(delta):
+            if counter.startswith(EVIDENCE_PROPERTIES):
+                self.record.set_property(f"vmstat.{name}.{counter}", delta[counter])
+        if entry.exit_status != 0:
+            case.fail(f"{name} exited with status {entry.exit_status}", output[-4000:], "workload")
+        missing = missing_evidence(delta, entry.evidence)
+        if missing:
+            case.fail(f"no evidence of stress: {', '.join(missing)} did not move",
+                      "vmstat deltas:\n" + "\n".join(f"{k} {v}" for k, v in delta.items()), "no-evidence")
+
+    # -- findings and guest trouble ---------------------------------------
+
+    def _console_size(self) -> int:
+        try:
+            return self.console_log.stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def _end_case(self, case: CaseResult, start: int) -> None:
+        case.elapsed = time.monotonic() - self.current_t0
+        self._attribute(case, start, self._console_size())
+        self._write()
+
+    def _attribute(self, case: CaseResult, start: int, end: int) -> None:
+        if self._console_size():
+            # Symbolized with the build's vmlinux: file:line and inlined frames.
+            findings = analyze_file(self.console_log, vmlinux=self.vmlinux)
+            self.triage.attribute(findings, case, start, end)
+            self.record.findings = self.triage.records
+
+    def _guest_trouble(self, case: CaseResult, exc: GuestError) -> None:
+        self.trouble.record(case, exc, self._console_tail())
+
+    def _console_tail(self, size: int = 6000) -> str:
+        try:
+            with open(self.console_log, "rb") as f:
+                f.seek(max(0, self._console_size() - size))
+                return f.read().decode("utf-8", "replace")
+        except FileNotFoundError:
+            return ""
+
+    # -- the end ------------------------------------------------------------
+
+    def _end_current(self, message: str, text: str = "") -> None:
+        """The testcase under way when the run stopped: our error, with its real time."""
+        case = self.current
+        if case is None:
+            return
+        if case.status == "passed":
+            case.error(message, text)
+        if not case.elapsed:
+            case.elapsed = time.monotonic() - self.current_t0
+        self.stop_reason = message
+
+    def _exit_code(self) -> int:
+        self.trouble.settle()
+        return verdict.exit_code(self.record)
+
+    def _write(self) -> None:
+        write_results(self.run_dir, self.record)
+
+    def _finish(self) -> None:
+        # What the kernel printed after the last case's end (during shutdown,
+        # or while we were interrupted) belongs to the last case that ran.
+        if self.last_case is not None:
+            try:
+                self._attribute(self.last_case, 0, 1 << 62)
+            except Exception as exc:  # never lose the record over analysis
+                log.warn(f"console analysis failed: {exc}")
+        self.trouble.settle()
+        for c in self.record.testcases:
+            if c.name not in self.ran and c.status == "passed":
+                c.skip(f"not run: {self.stop_reason or 'an earlier testcase ended the run'}", "not-run")
+        self.record.status = "finished"
+        self.record.exit_code = self._exit_code()
+        self.record.finished = time.time()
+        self._write()
+        atomic_write_text(self.run_dir / "summary.txt", self.summary())
+
+    def summary(self) -> str:
+        return verdict.summary(self.record, str(self.run_dir))

@@ -1,0 +1,55 @@
+"""C workloads: static binaries (an initramfs guest has no libc), cached by
+the hash of everything that goes into them."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+from pathlib import Path
+
+from harness import log
+from harness.cache import cache_root, clean_stale_tmp, make_tmp_dir, publish_dir
+from harness.errors import CouldNotTest
+from harness.stress.manifest import Workload
+from harness.toolchain import CC, compiler_id
+
+CFLAGS = ("-O2", "-static", "-pthread", "-Wall", "-Werror")
+
+
+def workload_key(w: Workload) -> str:
+    """Hash of compiler, flags and sources: a change to any rebuilds."""
+    h = hashlib.sha256()
+    for part in (compiler_id(), " ".join(CFLAGS)):
+        h.update(part.encode() + b"\0")
+    for src in w.sources:
+        h.update(src.relative_to(w.directory).as_posix().encode() + b"\0")
+        h.update(src.read_bytes() + b"\0")
+    return h.hexdigest()[:20]
+
+
+def build(w: Workload, cache_dir: Path | None = None) -> Path:
+    """The path of ``w``'s static binary, compiled once per workload_key."""
+    parent = Path(cache_dir) if cache_dir is not None else cache_root()
+    parent = parent / "workloads"
+    final = parent / f"{w.name}-{workload_key(w)}"
+    binary = final / w.name
+    if binary.is_file():
+        return binary
+    try:
+        clean_stale_tmp(parent)
+        tmp = make_tmp_dir(parent, w.name)
+    except OSError as exc:
+        raise CouldNotTest(f"cannot write the workload cache {parent}: {exc}") from None
+    try:
+        cmd = [CC, *CFLAGS, "-o", str(tmp / w.name), *map(str, w.sources)]
+        log.info(f"building workload {w.name}")
+        res = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if res.returncode != 0:
+            lines = [ln for ln in res.stderr.splitlines() if "error" in ln] or res.stderr.splitlines()
+            raise CouldNotTest(f"workload {w.name} does not compile ({' '.join(cmd)}):\n"
+                               + "\n".join(lines[:20]))
+        publish_dir(tmp, final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return binary

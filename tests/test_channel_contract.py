@@ -1,0 +1,70 @@
+"""The contract every channel keeps, whatever carries it: run, exit status,
+timeout, output integrity, a large output, upload. One class, run on every
+transport kstress has: the serial console today (an initramfs guest booted
+from the session's default kernel); the SSH channel joins CHANNELS when it
+lands.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+import pytest
+
+from harness.guest.channels import Channel, CommandResult
+from harness.guest.channels.serial import SerialChannel, heartbeat_for
+from harness.guest.images.initramfs import build_initramfs
+from harness.guest.machine import DEFAULT_CMDLINE, GuestConfig, Machine, tcg_relaxations
+
+pytestmark = pytest.mark.e2e
+CHANNELS = ["serial"]
+
+
+@pytest.fixture(scope="module", params=CHANNELS)
+def channel(request, default_kernel, tmp_path_factory) -> Channel:
+    tmp = tmp_path_factory.mktemp(f"contract-{request.param}")
+    initrd = build_initramfs({}, tmp / "cache")
+    cfg = GuestConfig(kernel=default_kernel.bzimage, initrd=initrd, accel="tcg",
+                      cmdline=f"{DEFAULT_CMDLINE} {tcg_relaxations()}")
+    with Machine(cfg, tmp / "console.log") as machine:
+        machine.start()
+        machine.wait_ready()
+        yield SerialChannel(machine, heartbeat=heartbeat_for(cfg.silence_timeout))
+
+
+class TestChannelContract:
+    def test_run_returns_output_and_status(self, channel):
+        r = channel.run("echo out; echo err >&2; exit 3", 30)
+        assert isinstance(r, CommandResult)
+        assert (r.exit_status, r.timed_out) == (3, False)
+        assert sorted(r.output.splitlines()) == ["err", "out"]
+
+    def test_timeout_is_reported_as_a_timeout(self, channel):
+        r = channel.run("sleep 30; echo never", 2)
+        assert r.timed_out and r.exit_status is None and "never" not in r.output
+        assert channel.run("echo still here", 30).output == "still here\n"
+
+    def test_output_is_byte_exact(self, channel):
+        # Every byte value that survives a UTF-8 round trip, plus lines that
+        # look like kernel console lines and markers.
+        text = "".join(chr(c) for c in range(1, 0x7f) if chr(c) != "\r") + "äé€😀\n[  1.0] BUG: not a report\nKS:x:E\n"
+        octal = "".join(f"\\{b:03o}" for b in text.encode())  # printf's own escapes: nothing for a shell to eat
+        r = channel.run(f"printf '{octal}'", 60)
+        assert r.exit_status == 0 and r.output == text
+
+    def test_large_output(self, channel):
+        r = channel.run("seq 1 200000", 300)
+        assert r.exit_status == 0
+        assert hashlib.sha256(r.output.encode()).hexdigest() == \
+            hashlib.sha256("".join(f"{i}\n" for i in range(1, 200001)).encode()).hexdigest()
+
+    def test_upload_then_read_back(self, channel):
+        data = os.urandom(48 * 1024)
+        channel.upload(data, "/tmp/uploaded.bin", mode=0o750)
+        r = channel.run("sha256sum /tmp/uploaded.bin; stat -c %a /tmp/uploaded.bin", 60)
+        digest, _name, mode = r.output.split()
+        assert digest == hashlib.sha256(data).hexdigest() and mode == "750"
+
+    def test_read_file(self, channel):
+        assert channel.read_file("/proc/sys/kernel/ostype") == "Linux\n"
