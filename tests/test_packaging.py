@@ -52,8 +52,7 @@ def test_wheel_holds_every_module_and_data_file(wheel):
 @pytest.mark.e2e
 @pytest.mark.skipif(not DEFAULT_SOURCE.exists(),
                     reason=f"needs the kernel source {DEFAULT_SOURCE} (Debian package linux-source-6.12)")
-def test_installed_wheel_runs_the_shipped_quick_config_from_elsewhere(wheel, default_kernel, kernel_cache,
-                                                                       tmp_path):
+def test_installed_wheel_runs_the_shipped_quick_config_from_elsewhere(wheel, kernel_cache, tmp_path):
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     res = subprocess.run([str(venv / "bin" / "pip"), "install", "-q", str(wheel)], capture_output=True, text=True,
@@ -62,7 +61,7 @@ def test_installed_wheel_runs_the_shipped_quick_config_from_elsewhere(wheel, def
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env["KSTRESS_CACHE"] = str(kernel_cache)  # the session's kernel: a cache hit, not a second build
+    env["KSTRESS_CACHE"] = str(kernel_cache)  # the session's kernels: the e2e runs built this one
     kstress = str(venv / "bin" / "kstress")
 
     unknown = subprocess.run([kstress, "run", "nightly-typo"], cwd=elsewhere, env=env, capture_output=True,
@@ -72,7 +71,7 @@ def test_installed_wheel_runs_the_shipped_quick_config_from_elsewhere(wheel, def
     build = subprocess.run([kstress, "build", "default"], cwd=elsewhere, env=env, capture_output=True,
                            text=True, timeout=1800)
     assert build.returncode == 0, build.stderr[-3000:]
-    assert Path(build.stdout.strip()) == Path(default_kernel.artifact_dir)
+    assert (Path(build.stdout.strip()) / "bzImage").is_file()
 
     run = subprocess.run([kstress, "run", "quick", "--duration", "5", "--seed", "3", "--results", "out"],
                          cwd=elsewhere, env=env, capture_output=True, text=True, timeout=1800)

@@ -47,8 +47,7 @@ def choose_workloads(cfg: RunConfig, dotconfig: str) -> list[Planned]:
     return chosen
 
 
-def prepare_guest(cfg: RunConfig, kernel: KernelBuild, cache_dir: Path | None) -> GuestPlan:
-    planned = choose_workloads(cfg, Path(kernel.config).read_text())
+def prepare_guest(cfg: RunConfig, kernel: KernelBuild, planned: list[Planned], cache_dir: Path | None) -> GuestPlan:
     binaries = {p.workload.name: adapters.build(p.workload, cache_dir) for p in planned if not p.skipped}
     initrd = build_initramfs(binaries, cache_dir)
     accel, warning = resolve_accel(cfg.accel, cache_dir)

@@ -24,7 +24,7 @@ from harness.guest.channels.serial import SerialChannel, heartbeat_for
 from harness.guest.machine import GuestError, Machine
 from harness.kernel import BuildRequest, KernelBuild, build_kernel
 from harness.run import verdict
-from harness.run.prepare import Planned, prepare_guest
+from harness.run.prepare import Planned, choose_workloads, prepare_guest
 from harness.run.record import CaseResult, KernelRecord, RunRecord, WorkloadRecord, atomic_write_text
 from harness.run.results import new_run_dir, write_results
 from harness.run.triage import Triage
@@ -82,11 +82,12 @@ class Runner:
         # Preparing the guest (workload builds, image, accelerator) is part of
         # the boot testcase: its failure is reported there.
         self._begin(BOOT_CASE, "kstress.boot")
-        plan = prepare_guest(self.cfg, kernel, self.cache_dir)
+        planned = choose_workloads(self.cfg, Path(kernel.config).read_text())
+        for p in planned:  # registered first: a failure below leaves them "not run"
+            self.record.case(p.workload.name).classname = "kstress.workload"
+        plan = prepare_guest(self.cfg, kernel, planned, self.cache_dir)
         self.record.guest = plan.record
         self.record.set_property("accel", plan.record.accel)
-        for p in plan.workloads:
-            self.record.case(p.workload.name).classname = "kstress.workload"
         self._write()
         with Machine(plan.machine, self.console_log) as machine:
             plan.record.qemu_argv = machine.qemu_argv
