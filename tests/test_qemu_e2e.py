@@ -144,6 +144,18 @@ def test_command_timeout_then_channel_still_works(guest):
     assert guest.channel.run("ps | grep '[s]leep 60' || echo gone", 30).output == "gone\n"
 
 
+def test_timeout_is_a_timeout_even_when_the_watcher_dies_right_after_its_kill(guest):
+    # ks-run's watcher kills the command, then sleeps: the main shell wakes
+    # and kills the watcher meanwhile. A timeout mark written after the kill
+    # would be lost and the timeout read as "exited with status 137".
+    assert guest.channel.run("echo 2 > /tmp/ks/timeout-race-delay", 30).exit_status == 0
+    try:
+        r = guest.channel.run("sleep 60", 2)
+    finally:
+        guest.channel.run("rm -f /tmp/ks/timeout-race-delay", 30)
+    assert (r.timed_out, r.exit_status) == (True, None), r
+
+
 def test_panic_in_a_command_is_guest_died(kernel, initrd, tmp_path):
     with Guest(config(kernel, initrd), tmp_path / "console.log") as g:
         g.start()
