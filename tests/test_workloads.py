@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 import re
-import struct
 import subprocess
 from pathlib import Path
 
 import pytest
+from workload_host import KERNEL_LIKE, assert_static, assert_usage_error, build, counts, nodes_with_memory, run
 
 import harness.stress.manifest as wl
 from harness.errors import CouldNotTest, UsageError
@@ -30,8 +30,6 @@ evidence: [pgmigrate_success]
 """
 
 MAIN_C = "int main(void) { return 0; }\n"
-# What kernel console output looks like; a workload's summary must not.
-KERNEL_LIKE = re.compile(r"\[\s*\d+\.\d+\]|BUG|WARNING|Oops|panic|Call Trace")
 
 
 def make_workload(root: Path, name: str = "demo", manifest: str | None = None,
@@ -61,6 +59,7 @@ def test_good_manifest(tmp_path):
     assert w.default_duration == 7
     assert w.sources == [(tmp_path / "demo" / "main.c").resolve()]
     assert w.evidence == ["pgmigrate_success"]
+    assert w.headers == []
     assert w.directory == (tmp_path / "demo").resolve()
     assert w.argv(30, 42) == ["/usr/bin/demo", "--duration", "30", "--seed", "42", "--fixed"]
 
@@ -78,6 +77,10 @@ BAD_MANIFESTS = {
     "bad placeholder": ("{duration}", "{durations}", ["argv[1]", "placeholder"]),
     "missing source": ("[main.c]", "[main.c, gone.c]", ["sources[1]", "no such file", "gone.c"]),
     "no sources": ("[main.c]", "[]", ["sources", "at least one"]),
+    "missing header": ("evidence: [pgmigrate_success]\n", "evidence: [pgmigrate_success]\nheaders: [../lib/gone.h]\n",
+                       ["headers[0]", "no such file", "gone.h", ":9:"]),
+    "header not a .h": ("evidence: [pgmigrate_success]\n", "evidence: [pgmigrate_success]\nheaders: [main.c]\n",
+                        ["headers[0]", "a relative path to a .h file", ":9:"]),
 }
 
 
@@ -111,28 +114,18 @@ def test_repo_manifests():
     assert {"migration", "compaction", "fork", "thp"} <= set(w.stresses)
     assert "pgmigrate_success" in w.evidence
     assert w.argv(5, 9) == ["/usr/bin/migrate_fork", "--duration", "5", "--seed", "9"]
-
-
-def has_program_header(path: Path, wanted: int) -> bool:
-    data = path.read_bytes()
-    assert data[:4] == b"\x7fELF" and data[4] == 2, "expected a 64-bit ELF"
-    phoff, = struct.unpack_from("<Q", data, 32)
-    phentsize, phnum = struct.unpack_from("<HH", data, 54)
-    return any(struct.unpack_from("<I", data, phoff + i * phentsize)[0] == wanted for i in range(phnum))
-
-
-PT_DYNAMIC, PT_INTERP = 2, 3
+    shared = (REPO / "workloads" / "lib" / "kstress.h").resolve()
+    for name in ("migrate_fork", "swapcache_migrate", "vma_churn"):
+        assert [h.resolve() for h in ws[name].headers] == [shared], name
 
 
 @pytest.fixture(scope="module")
 def migrate_fork_binary(tmp_path_factory) -> Path:
-    return c_adapter.build(wl.load_workloads()["migrate_fork"], tmp_path_factory.mktemp("cache"))
+    return build("migrate_fork", tmp_path_factory.mktemp("cache"))
 
 
 def test_build_is_static(migrate_fork_binary):
-    assert os.access(migrate_fork_binary, os.X_OK)
-    assert not has_program_header(migrate_fork_binary, PT_INTERP)
-    assert not has_program_header(migrate_fork_binary, PT_DYNAMIC)
+    assert_static(migrate_fork_binary)
 
 
 def test_build_is_cached_and_keyed_by_source(tmp_path, monkeypatch):
@@ -156,6 +149,23 @@ def test_build_is_cached_and_keyed_by_source(tmp_path, monkeypatch):
     assert not [p for p in (tmp_path / "cache" / "workloads").iterdir() if p.name.startswith(".tmp-")]
 
 
+def test_a_listed_header_is_in_the_key_and_on_the_include_path(tmp_path):
+    lib = tmp_path / "w" / "lib"
+    lib.mkdir(parents=True)
+    (lib / "demo.h").write_text("#define STATUS 0\n")
+    manifest = GOOD.format(name="demo") + "headers: [../lib/demo.h]\n"
+    make_workload(tmp_path / "w", manifest=manifest, source='#include "demo.h"\nint main(void) { return STATUS; }\n')
+    w = wl.load_workloads(tmp_path / "w")["demo"]
+    assert w.headers == [w.directory / "../lib/demo.h"]
+    key = c_adapter.workload_key(w)
+    first = c_adapter.build(w, tmp_path / "cache")
+    assert subprocess.run([str(first)]).returncode == 0
+    (lib / "demo.h").write_text("#define STATUS 3\n")
+    assert c_adapter.workload_key(w) != key
+    second = c_adapter.build(w, tmp_path / "cache")
+    assert second != first and subprocess.run([str(second)]).returncode == 3
+
+
 def test_compile_error_is_could_not_test(tmp_path):
     make_workload(tmp_path / "w", source="int main(void) { return undeclared_thing; }\n")
     w = wl.load_workloads(tmp_path / "w")["demo"]
@@ -165,35 +175,22 @@ def test_compile_error_is_could_not_test(tmp_path):
     assert not any((tmp_path / "cache" / "workloads").glob("demo-*"))
 
 
-def numa_nodes_with_memory() -> int:
-    try:
-        text = Path("/sys/devices/system/node/has_memory").read_text().strip()
-    except OSError:
-        return 1
-    count = 0
-    for part in filter(None, text.split(",")):
-        lo, _, hi = part.partition("-")
-        count += int(hi or lo) - int(lo) + 1
-    return count
-
-
 def run_host(binary: Path, *args: str) -> subprocess.CompletedProcess:
     # Writing compact_memory needs root; elsewhere skip that part, not the test.
     extra = [] if os.geteuid() == 0 else ["--no-compact"]
-    return subprocess.run([str(binary), "--duration", "2", "--seed", "1", *extra, *args],
-                          capture_output=True, text=True, timeout=120)
+    return run(binary, "--duration", "2", "--seed", "1", *extra, *args, timeout=120)
 
 
 def check_summary(out: str) -> None:
     assert not KERNEL_LIKE.search(out), out
-    counts = dict(re.findall(r"(\w+)=(\d+)\b", out))
+    values = counts(out, "migrate_fork")
     for key in ("forks", "writes", "move_pages_calls", "pages_requested", "minor_faults"):
-        assert int(counts[key]) > 0, (key, out)
+        assert values[key] > 0, (key, out)
 
 
 def test_host_run(migrate_fork_binary):
     res = run_host(migrate_fork_binary)
-    if numa_nodes_with_memory() >= 2:
+    if nodes_with_memory() >= 2:
         assert res.returncode == 0, res.stderr
         check_summary(res.stdout)
         assert int(re.search(r"\bpages_moved=(\d+)", res.stdout).group(1)) > 0, res.stdout
@@ -209,8 +206,7 @@ def test_host_run(migrate_fork_binary):
 
 def test_host_usage_errors(migrate_fork_binary):
     for args in (["--duration", "x", "--seed", "1"], ["--seed", "1"], ["--duration", "1", "--seed", "1", "--bogus"]):
-        res = subprocess.run([str(migrate_fork_binary), *args], capture_output=True, text=True, timeout=30)
-        assert res.returncode == 2 and "usage:" in res.stderr, (args, res.stderr)
+        assert_usage_error(run(migrate_fork_binary, *args, timeout=30))
 
 
 @pytest.mark.skipif(not DEBIAN_TARBALL.is_file(), reason=f"{DEBIAN_TARBALL} not installed")

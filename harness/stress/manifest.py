@@ -11,7 +11,7 @@ How a workload becomes something the guest can run depends on its kind
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.errors import UsageError
@@ -36,6 +36,7 @@ MANIFEST_KEYS: dict[str, Key] = {
     "kernel_options": Key(_LIST, None, "CONFIG_ symbols the kernel needs"),
     "default_duration": Key((int,), None, "seconds", minimum=1),
     "sources": Key(_LIST, None, "C files, relative to the manifest"),
+    "headers": Key(_LIST, [], "headers the sources include, relative to the manifest (e.g. ../lib/kstress.h)"),
     "argv": Key(_LIST, None, "arguments; {duration} and {seed} are filled in"),
     "evidence": Key(_LIST, None, "/proc/vmstat counters that must move"),
 }
@@ -43,6 +44,7 @@ _ITEM_RULES = {
     "stresses": (re.compile("(?:" + "|".join(STRESSES) + r")\Z"), f"one of {', '.join(STRESSES)}"),
     "kernel_options": (re.compile(r"CONFIG_[A-Z0-9_]+\Z"), "a CONFIG_ symbol such as CONFIG_MIGRATION"),
     "sources": (re.compile(r"[^/].*\.c\Z"), "a relative path to a .c file"),
+    "headers": (re.compile(r"[^/].*\.h\Z"), "a relative path to a .h file"),
     "argv": (re.compile(r".*", re.S), "a string"),
     "evidence": (re.compile(r"[a-z][a-z0-9_]*\Z"), "a /proc/vmstat counter name such as pgmigrate_success"),
 }
@@ -60,6 +62,9 @@ class Workload:
     argv_template: list[str]
     evidence: list[str]
     directory: Path
+    # Files the sources #include from outside their own directory: part of
+    # the build's cache key, and their directories are -I paths.
+    headers: list[Path] = field(default_factory=list)
 
     @property
     def guest_path(self) -> str:
@@ -114,12 +119,7 @@ def load_manifest(path: Path) -> Workload:
         chk.fail(fields["name"], "name", f"expected the directory's name {directory.name!r}, got {values['name']!r}")
     if not values["sources"]:
         chk.fail(fields["sources"], "sources", "expected at least one source file")
-    sources = []
-    for i, rel in enumerate(values["sources"]):
-        src = directory / rel
-        if not src.is_file():
-            chk.fail(fields["sources"].value[i], f"sources[{i}]", f"no such file: {src}")
-        sources.append(src)
+    sources, headers = (_files(chk, fields, values, name, directory) for name in ("sources", "headers"))
     for i, item in enumerate(values["argv"]):
         try:
             item.format(**PLACEHOLDERS)
@@ -130,4 +130,15 @@ def load_manifest(path: Path) -> Workload:
                     stresses=values["stresses"], kernel_options=values["kernel_options"],
                     default_duration=values["default_duration"], sources=sources,
                     argv_template=values["argv"], evidence=values["evidence"],
-                    directory=directory)
+                    directory=directory, headers=headers)
+
+
+def _files(chk: YamlChecker, fields: dict, values: dict, name: str, directory: Path) -> list[Path]:
+    """The files a list key names, relative to the manifest's directory; each must exist."""
+    out = []
+    for i, rel in enumerate(values[name]):
+        path = directory / rel
+        if not path.is_file():
+            chk.fail(fields[name].value[i], f"{name}[{i}]", f"no such file: {path}")
+        out.append(path)
+    return out

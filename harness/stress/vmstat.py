@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-# Counter families that show migration, compaction and THP activity.
-EVIDENCE_PREFIXES = ("pgmigrate_", "compact_", "thp_", "numa_", "pgfault", "ksm_")
+# Counter families that show migration, compaction, THP, swap and reclaim activity.
+EVIDENCE_PREFIXES = ("pgmigrate_", "compact_", "thp_", "numa_", "pgfault", "ksm_", "pswp", "swap_ra",
+                     "pgsteal_", "pgscan_", "pgdemote_", "workingset_")
 
 
 def parse_vmstat(text: str) -> dict[str, int]:

@@ -4,6 +4,7 @@ the hash of everything that goes into them."""
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -18,14 +19,22 @@ CFLAGS = ("-O2", "-static", "-pthread", "-Wall", "-Werror")
 
 
 def workload_key(w: Workload) -> str:
-    """Hash of compiler, flags and sources: a change to any rebuilds."""
+    """Hash of compiler, flags, sources and headers: a change to any rebuilds."""
     h = hashlib.sha256()
     for part in (compiler_id(), " ".join(CFLAGS)):
         h.update(part.encode() + b"\0")
-    for src in w.sources:
-        h.update(src.relative_to(w.directory).as_posix().encode() + b"\0")
-        h.update(src.read_bytes() + b"\0")
+    for kind, files in (("source", w.sources), ("header", w.headers)):
+        for path in files:
+            rel = Path(os.path.relpath(path, w.directory)).as_posix()
+            h.update(f"{kind} {rel}".encode() + b"\0")
+            h.update(path.read_bytes() + b"\0")
     return h.hexdigest()[:20]
+
+
+def include_flags(w: Workload) -> list[str]:
+    """-I for the directory of each header the manifest lists, once each."""
+    dirs = dict.fromkeys(str(h.resolve().parent) for h in w.headers)
+    return [f"-I{d}" for d in dirs]
 
 
 def build(w: Workload, cache_dir: Path | None = None) -> Path:
@@ -42,7 +51,7 @@ def build(w: Workload, cache_dir: Path | None = None) -> Path:
     except OSError as exc:
         raise CouldNotTest(f"cannot write the workload cache {parent}: {exc}") from None
     try:
-        cmd = [CC, *CFLAGS, "-o", str(tmp / w.name), *map(str, w.sources)]
+        cmd = [CC, *CFLAGS, *include_flags(w), "-o", str(tmp / w.name), *map(str, w.sources)]
         log.info(f"building workload {w.name}")
         res = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if res.returncode != 0:

@@ -1,0 +1,169 @@
+"""swapcache_migrate: its manifest, and short host runs of its static build.
+
+The host has one NUMA node and no swap, so these runs check the workload's
+machinery (verification, fork children, pagemap sampling, seeded decisions,
+the mismatch report) and that it says why nothing was swapped or migrated;
+the swap-cache migration itself is for a guest with two nodes and swap.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+from workload_host import KERNEL_LIKE, assert_usage_error, build, nodes_with_memory, run, summary
+
+import harness.stress.manifest as wl
+
+NAME = "swapcache_migrate"
+DEBIAN_TARBALL = Path("/usr/src/linux-source-6.12.tar.xz")
+
+
+def workload() -> wl.Workload:
+    return wl.load_workloads()[NAME]
+
+
+@pytest.fixture(scope="module")
+def binary(tmp_path_factory) -> Path:
+    return build(NAME, tmp_path_factory.mktemp("cache"))
+
+
+def active_swap_devices() -> int:
+    try:
+        return max(0, len(Path("/proc/swaps").read_text().splitlines()) - 1)
+    except OSError:
+        return 0
+
+
+def test_manifest():
+    w = workload()
+    assert {"swap", "migration", "fork", "numa"} <= set(w.stresses)
+    assert {"CONFIG_SWAP", "CONFIG_MIGRATION", "CONFIG_NUMA", "CONFIG_ADVISE_SYSCALLS",
+            "CONFIG_PROC_PAGE_MONITOR"} <= set(w.kernel_options)
+    assert w.evidence == ["pswpout", "pswpin", "pgmigrate_success"]
+    assert w.default_duration == 30
+    assert w.argv(30, 4) == [f"/usr/bin/{NAME}", "--duration", "30", "--seed", "4"]
+
+
+def test_the_runner_sees_every_evidence_counter_move():
+    from harness.stress.vmstat import deltas, missing_evidence
+
+    evidence = workload().evidence
+    delta = deltas({name: 0 for name in evidence}, {name: 1 for name in evidence})
+    # deltas() keeps only the families in EVIDENCE_PREFIXES: without "pswp"
+    # every guest run of this workload would fail "no evidence".
+    assert not missing_evidence(delta, evidence)
+
+
+@pytest.mark.skipif(not DEBIAN_TARBALL.is_file(), reason=f"{DEBIAN_TARBALL} not installed")
+def test_kernel_options_exist_in_6_12(tmp_path):
+    # Only the Kconfig files (the whole tree is 1.7 GB).
+    subprocess.run(["tar", "-xf", str(DEBIAN_TARBALL), "-C", str(tmp_path), "--wildcards",
+                    "linux-source-6.12/*Kconfig*"], check=True)
+    defined = set()
+    for f in (tmp_path / "linux-source-6.12").rglob("Kconfig*"):
+        defined.update(re.findall(r"^\s*(?:menu)?config\s+(\w+)\s*$", f.read_text(errors="replace"), re.M))
+    assert len(defined) > 10000, len(defined)
+    missing = [o for o in workload().kernel_options if o.removeprefix("CONFIG_") not in defined]
+    assert not missing
+
+
+def test_host_run(binary):
+    res = run(binary, "--duration", "3", "--seed", "11")
+    assert res.returncode == 0, res.stderr
+    assert not KERNEL_LIKE.search(res.stdout), res.stdout
+    for line in res.stdout.splitlines():
+        if " progress: " in line:
+            assert "=" not in line, line
+    s = summary(res.stdout, NAME)
+    counts = {k: int(v) for k, v in s.items() if v.isdigit()}
+    for key in ("fault_ops", "pages_read", "pages_verified", "child_pages_verified", "forks",
+                "children_reaped", "pageout_calls", "cold_calls", "batches", "pages_sampled",
+                "present_seen"):
+        assert counts[key] > 0, (key, res.stdout)
+    assert counts["forks"] == counts["children_reaped"]
+    assert s["seed"] == "11" and s["mb"] == "128" and counts["pages"] == 128 * 256
+    notes = "\n".join(ln for ln in res.stdout.splitlines() if " note: " in ln)
+    if active_swap_devices() == 0:
+        assert s["swap"] == "off" and "swap device" in notes, res.stdout
+        assert counts["swapped_out_seen"] == 0 and counts["swapcache_seen"] == 0
+    if nodes_with_memory() < 2:
+        assert s["migration"] == "off" and "NUMA node" in notes, res.stdout
+        assert counts["move_pages_calls"] == 0 and counts["pages_moved"] == 0
+        assert counts["query_calls"] > 0
+    else:
+        assert s["migration"] == "on" and counts["move_pages_calls"] > 0, res.stdout
+    if s["kpageflags"] != "ok":
+        assert "/proc/kpageflags" in notes and counts["swapcache_pages_migrated"] == 0, res.stdout
+    assert counts["swapcache_pages_migrated"] <= counts["swapcache_requested"]
+    assert counts["swapcache_migrated_new_pfn"] <= counts["swapcache_pages_migrated"]
+
+
+def plan(binary: Path, seed: int, n: int = 25) -> str:
+    res = run(binary, "--plan", str(n), "--seed", str(seed), "--mb", "64")
+    assert res.returncode == 0, res.stderr
+    return res.stdout
+
+
+def test_plan_is_decided_by_the_seed(binary):
+    first = plan(binary, 7)
+    assert first == plan(binary, 7)
+    assert first != plan(binary, 8)
+    lines = first.splitlines()
+    for stream in ("pager", "faulter0", "faulter1", "migrator", "fork"):
+        assert sum(ln.startswith(f"plan {stream} ") for ln in lines) == 25, (stream, first)
+    assert any(re.match(r"plan faulter\d \d+: write ", ln) for ln in lines)
+    assert any(re.match(r"plan pager \d+: pageout-block ", ln) for ln in lines)
+
+
+def test_self_test_corrupt_is_a_data_mismatch(binary):
+    res = run(binary, "--duration", "2", "--seed", "5", "--mb", "64", "--self-test-corrupt")
+    assert res.returncode == 1, (res.returncode, res.stderr)
+    flipped = re.search(r"flipping the byte at offset (0x[0-9a-f]+)", res.stderr)
+    assert flipped, res.stderr
+    found = re.search(r"data mismatch at offset (0x[0-9a-f]+) .*expected byte .*found .*pagemap: \S",
+                      res.stderr)
+    assert found and found.group(1) == flipped.group(1), res.stderr
+    # The run drew the offset from the same seeded stream that --plan shows.
+    assert f"byte at offset {flipped.group(1)}\n" in plan(binary, 5)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="drops root to run unprivileged")
+def test_unprivileged_run_says_kpageflags_is_unreadable(binary):
+    where = Path(tempfile.mkdtemp(prefix="scm-"))
+    try:
+        where.chmod(0o755)
+        exe = where / NAME
+        shutil.copy2(binary, exe)
+        exe.chmod(0o755)
+
+        def drop():
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+
+        res = run(exe, "--duration", "2", "--seed", "3", "--mb", "32", preexec_fn=drop)
+    finally:
+        shutil.rmtree(where, ignore_errors=True)
+    assert res.returncode == 0, res.stderr
+    s = summary(res.stdout, NAME)
+    assert s["kpageflags"] in ("unreadable", "hidden_pfns"), res.stdout
+    assert "/proc/kpageflags" in res.stdout and s["swapcache_pages_migrated"] == "0"
+    assert int(s["pages_verified"]) > 0 and int(s["child_pages_verified"]) > 0
+
+
+@pytest.mark.parametrize("args", [
+    ["--seed", "1"],
+    ["--duration", "1"],
+    ["--duration", "x", "--seed", "1"],
+    ["--duration", "1", "--seed", "1", "--mb", "1"],
+    ["--duration", "1", "--seed", "1", "--bogus", "2"],
+])
+def test_usage_errors(binary, args):
+    assert_usage_error(run(binary, *args))
+

@@ -1,0 +1,80 @@
+"""What the C workloads' tests share: building a workload's static binary,
+running it on the host, reading its key=value summary, and what the host
+offers it (NUMA nodes with memory)."""
+
+from __future__ import annotations
+
+import os
+import re
+import struct
+import subprocess
+from collections import Counter
+from pathlib import Path
+
+import harness.stress.manifest as wl
+from harness.stress.adapters import c as c_adapter
+
+# What kernel console output looks like; a workload's output must not.
+KERNEL_LIKE = re.compile(r"\[\s*\d+\.\d+\]|BUG|WARNING|Oops|panic|Call Trace")
+KEY_VALUE = re.compile(r"\b(\w+)=(\S+)")
+PT_DYNAMIC, PT_INTERP = 2, 3
+
+
+def build(name: str, cache: Path) -> Path:
+    """The repository workload's static binary, built into the cache ``cache``."""
+    return c_adapter.build(wl.load_workloads()[name], cache)
+
+
+def run(binary: Path, *args: str, timeout: float = 60, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([str(binary), *args], capture_output=True, text=True, timeout=timeout, **kw)
+
+
+def summary(out: str, name: str) -> dict[str, str]:
+    """The key=value words of the summary lines ("<name> <part>: ..."; not
+    progress or note lines); each key must appear once."""
+    lines = [ln for ln in out.splitlines()
+             if ln.startswith(f"{name} ") and not re.match(rf"{name} (progress|note):", ln)]
+    pairs = [kv for ln in lines for kv in KEY_VALUE.findall(ln)]
+    dup = [k for k, n in Counter(k for k, _ in pairs).items() if n > 1]
+    assert not dup, f"keys printed twice: {dup}\n{out}"
+    return dict(pairs)
+
+
+def counts(out: str, name: str) -> dict[str, int]:
+    """The summary's whole-number values."""
+    return {k: int(v) for k, v in summary(out, name).items() if v.isdigit()}
+
+
+def has_program_header(path: Path, wanted: int) -> bool:
+    data = path.read_bytes()
+    assert data[:4] == b"\x7fELF" and data[4] == 2, "expected a 64-bit ELF"
+    phoff, = struct.unpack_from("<Q", data, 32)
+    phentsize, phnum = struct.unpack_from("<HH", data, 54)
+    return any(struct.unpack_from("<I", data, phoff + i * phentsize)[0] == wanted for i in range(phnum))
+
+
+def assert_static(binary: Path) -> None:
+    """An executable with no interpreter and no dynamic section: it runs in
+    an initramfs guest without libc."""
+    assert os.access(binary, os.X_OK)
+    assert not has_program_header(binary, PT_INTERP)
+    assert not has_program_header(binary, PT_DYNAMIC)
+
+
+def assert_usage_error(res: subprocess.CompletedProcess) -> None:
+    """Exit 2 with the usage on stderr, and nothing on stdout."""
+    assert res.returncode == 2 and "usage:" in res.stderr, (res.args, res.stderr)
+    assert res.stdout == "", (res.args, res.stdout)
+
+
+def nodes_with_memory() -> int:
+    """The host's NUMA nodes with memory (1 without NUMA sysfs)."""
+    try:
+        text = Path("/sys/devices/system/node/has_memory").read_text().strip()
+    except OSError:
+        return 1
+    count = 0
+    for part in filter(None, text.split(",")):
+        lo, _, hi = part.partition("-")
+        count += int(hi or lo) - int(lo) + 1
+    return count

@@ -1,0 +1,585 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * kstress.h: what the C workloads share.  Header-only (static inline
+ * functions, macros and a few file-scope variables), so each workload stays
+ * one translation unit and one static binary.  A workload's manifest lists
+ * it under `headers:` (../lib/kstress.h), which puts it in the build's cache
+ * key and its directory on the include path (-I).
+ *
+ * Before including it, a workload defines
+ *   PROG   its name, the prefix of every message;
+ *   USAGE  the usage text that follows a usage error's message;
+ * and may define
+ *   WORKLOAD_FAILURE_EXIT  the exit status for its own trouble (an
+ *          unexpected syscall failure), EXIT_WORKLOAD (125) by default.
+ * It includes kstress.h before any system header (for _GNU_SOURCE).
+ *
+ * In it: exit statuses, constants, pagemap and kpageflags bits; counters
+ * (GET, ADD); failing (die, fail_sys) with one report per process, written
+ * with write(2); the command line (an option table, parse_num, usage); the
+ * seeded splitmix64 streams; the clock and progress pacing; NUMA nodes and
+ * the move_pages/migrate_pages/get_mempolicy calls with their counters and
+ * summary keys; fork children: their slots, reaping and exit statuses.
+ */
+#ifndef KSTRESS_H
+#define KSTRESS_H
+
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef PROG
+#error "define PROG (the workload's name) before including kstress.h"
+#endif
+#ifndef USAGE
+#error "define USAGE (the usage text) before including kstress.h"
+#endif
+
+/* -- exit statuses and constants ---------------------------------------- */
+
+#define EXIT_KERNEL 1      /* the kernel's fault: data came back wrong, ... */
+#define EXIT_USAGE 2
+#define EXIT_WORKLOAD 125  /* the workload failed: not the kernel's fault */
+#ifndef WORKLOAD_FAILURE_EXIT
+#define WORKLOAD_FAILURE_EXIT EXIT_WORKLOAD
+#endif
+/* A fork child's own statuses, which its parent turns into EXIT_KERNEL. */
+#define EXIT_CHILD_MISMATCH 3   /* it found data that differs from what it inherited */
+#define EXIT_CHILD_FAULT 4      /* it faulted on memory it inherited */
+
+#define PAGE 4096UL
+#define THP (2UL << 20)
+#define WORDS (PAGE / 8)
+#define MAX_NODES 64
+#define MAX_CHILDREN 4
+#define PROGRESS_EVERY 5.0      /* seconds between progress lines */
+#define MPOL_MF_MOVE (1 << 1)
+#define MPOL_MF_MOVE_ALL (1 << 2)
+#define MPOL_F_MEMS_ALLOWED (1 << 2)
+#define STATUS_UNSET INT_MIN    /* a move_pages status the kernel did not set */
+
+/* /proc/PID/pagemap entries (Documentation/admin-guide/mm/pagemap.rst). */
+#define PM_PFN_MASK ((1ULL << 55) - 1)   /* the PFN; 0 unless CAP_SYS_ADMIN */
+#define PM_SOFT_DIRTY (1ULL << 55)
+#define PM_EXCLUSIVE (1ULL << 56)
+#define PM_SWAP (1ULL << 62)
+#define PM_PRESENT (1ULL << 63)
+/* /proc/kpageflags bits, include/uapi/linux/kernel-page-flags.h */
+#define KPF_LOCKED 0
+#define KPF_LRU 5
+#define KPF_ANON 12
+#define KPF_SWAPCACHE 13
+#define KPF_COMPOUND_HEAD 15
+#define KPF_COMPOUND_TAIL 16
+#define KPF_KSM 21
+#define KPF_THP 22
+#define KPF_ZERO_PAGE 24
+#define KPF(f, bit) (((f) >> (bit)) & 1)
+
+static const char prog[] = PROG;
+
+/* Counters that other threads read while one writes: GET reads one; ADD
+ * adds to one that a single thread writes (a relaxed load and store, no
+ * locked instruction); ADD_SHARED adds to one that several threads or
+ * processes (MAP_SHARED memory) write. */
+#define GET(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
+#define ADD(x, n) __atomic_store_n(&(x), __atomic_load_n(&(x), __ATOMIC_RELAXED) + (n), __ATOMIC_RELAXED)
+#define ADD_SHARED(x, n) __atomic_fetch_add(&(x), (n), __ATOMIC_RELAXED)
+
+/* Set once the run is over; every thread's loop tests it. */
+static atomic_int stop;
+
+static inline int stopping(void)
+{
+	return atomic_load_explicit(&stop, memory_order_relaxed);
+}
+
+/* -- failing ------------------------------------------------------------ */
+
+static atomic_int dying;
+static int is_child;   /* set in a fork child by child_begin() */
+
+/* Only the first thread to fail reports; the others wait to be killed. */
+static inline void claim_failure(void)
+{
+	if (atomic_exchange(&dying, 1))
+		for (;;)
+			pause();
+}
+
+/* A fork child has one thread and reports its own failures, whatever its
+ * parent's threads were doing at the fork. */
+static inline void child_begin(void)
+{
+	is_child = 1;
+	atomic_store(&dying, 0);
+}
+
+/* One message to stderr with write(2): no stdio locks (a child may inherit
+ * them held) and no allocation, so also from a signal handler. */
+static inline void vsay(const char *fmt, va_list ap)
+{
+	char buf[8192];
+	int n = snprintf(buf, sizeof(buf), "%s: ", prog);
+
+	n += vsnprintf(buf + n, sizeof(buf) - n, fmt, ap);
+	if (n > (int)sizeof(buf) - 2)
+		n = sizeof(buf) - 2;
+	buf[n++] = '\n';
+	for (char *p = buf; n > 0;) {
+		ssize_t w = write(2, p, n);
+
+		if (w <= 0)
+			break;
+		p += w;
+		n -= w;
+	}
+}
+
+/* Report and exit, for a caller that has claimed the failure already. */
+static inline _Noreturn void __attribute__((format(printf, 2, 3)))
+finish(int code, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsay(fmt, ap);
+	va_end(ap);
+	_exit(code);
+}
+
+static inline _Noreturn void __attribute__((format(printf, 2, 3)))
+die(int code, const char *fmt, ...)
+{
+	va_list ap;
+
+	claim_failure();
+	va_start(ap, fmt);
+	vsay(fmt, ap);
+	va_end(ap);
+	_exit(code);
+}
+
+/* An unexpected failure of call with error number err (errno, or what a
+ * pthread function returned): the workload's trouble, not the kernel's. */
+static inline _Noreturn void fail_sys(const char *call, int err)
+{
+	die(WORKLOAD_FAILURE_EXIT, "%s failed: %s (errno %d)", call, strerror(err), err);
+}
+
+/* A pthread function's result: 0 or an error number. */
+static inline void check_pthread(const char *call, int err)
+{
+	if (err)
+		fail_sys(call, err);
+}
+
+static inline void start_thread(pthread_t *tid, void *(*fn)(void *), void *arg)
+{
+	check_pthread("pthread_create", pthread_create(tid, NULL, fn, arg));
+}
+
+/* -- the command line --------------------------------------------------- */
+
+static inline _Noreturn void usage(const char *msg)
+{
+	fprintf(stderr, "%s: %s\n%s", prog, msg, USAGE);
+	exit(EXIT_USAGE);
+}
+
+static inline long parse_num(const char *opt, const char *s, long min, long max)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno || !*s || *end || v < min || v > max) {
+		char msg[160];
+
+		snprintf(msg, sizeof(msg), "%s wants an integer in [%ld, %ld], got '%s'",
+			 opt, min, max, s);
+		usage(msg);
+	}
+	return v;
+}
+
+/* One option: a flag (sets *flag to 1; with no flag it is only accepted),
+ * or, when num is set, one that takes an integer in [min, max]. */
+struct opt {
+	const char *name;
+	int *flag;
+	long *num;
+	long min, max;
+};
+
+#define FLAG(name, var) { (name), (var), NULL, 0, 0 }
+#define NUM(name, var, min, max) { (name), NULL, (var), (min), (max) }
+
+/* Parses argv by opts, a table ending with { NULL }; the workload checks
+ * what is required and how options combine afterwards. */
+static inline void parse_opts(int argc, char **argv, const struct opt *opts)
+{
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		const struct opt *o = opts;
+		char msg[160];
+
+		while (o->name && strcmp(o->name, a))
+			o++;
+		if (o->name && !o->num) {
+			if (o->flag)
+				*o->flag = 1;
+			continue;
+		}
+		if (i + 1 >= argc) {
+			snprintf(msg, sizeof(msg), "unknown option or missing value: '%s'", a);
+			usage(msg);
+		}
+		i++;
+		if (!o->name) {
+			snprintf(msg, sizeof(msg), "unknown option '%s'", a);
+			usage(msg);
+		}
+		*o->num = parse_num(a, argv[i], o->min, o->max);
+	}
+}
+
+/* -- seeded choices ----------------------------------------------------- */
+
+/* splitmix64: a tiny PRNG, so every thread's choices follow from --seed. */
+static inline uint64_t rnd(uint64_t *s)
+{
+	uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
+
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+	return z ^ (z >> 31);
+}
+
+/* The start of a thread's own stream: the seed times the 64-bit FNV prime,
+ * plus an offset that differs per stream (each workload keeps its own). */
+static inline uint64_t seed_stream(long seed, uint64_t offset)
+{
+	return (uint64_t)seed * 0x100000001b3ULL + offset;
+}
+
+/* -- time --------------------------------------------------------------- */
+
+static inline double now(void)
+{
+	struct timespec ts;
+
+	if (clock_gettime(CLOCK_MONOTONIC, &ts))
+		fail_sys("clock_gettime", errno);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* Whether a progress line is due at time t; if so the next one is due
+ * PROGRESS_EVERY later. */
+static inline int progress_due(double t, double *next)
+{
+	if (t < *next)
+		return 0;
+	*next += PROGRESS_EVERY;
+	return 1;
+}
+
+static inline struct rusage self_rusage(void)
+{
+	struct rusage ru;
+
+	if (getrusage(RUSAGE_SELF, &ru))
+		fail_sys("getrusage", errno);
+	return ru;
+}
+
+/* -- memory ------------------------------------------------------------- */
+
+/* len bytes of private anonymous memory at an address aligned to align (a
+ * power of two), with extra mmap flags. */
+static inline char *map_aligned(size_t len, size_t align, int flags)
+{
+	char *p = mmap(NULL, len + align, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | flags, -1, 0);
+
+	if (p == MAP_FAILED)
+		fail_sys("mmap", errno);
+	return (char *)(((uintptr_t)p + align - 1) & ~(uintptr_t)(align - 1));
+}
+
+/* -- NUMA nodes and page migration -------------------------------------- */
+
+/* The nodes this process may allocate on; numa_ok is 0 on a kernel without
+ * CONFIG_NUMA (get_mempolicy is ENOSYS), which has one node, node 0. */
+static int nodes[MAX_NODES], nnodes, numa_ok;
+
+static inline void find_nodes(void)
+{
+	unsigned long mask = 0;
+	int mode;
+
+	numa_ok = 1;
+	if (syscall(SYS_get_mempolicy, &mode, &mask, MAX_NODES + 1, NULL,
+		    MPOL_F_MEMS_ALLOWED) < 0) {
+		if (errno != ENOSYS)
+			fail_sys("get_mempolicy(MPOL_F_MEMS_ALLOWED)", errno);
+		numa_ok = 0;
+		mask = 1;
+	}
+	for (int n = 0; n < MAX_NODES; n++)
+		if (mask & (1UL << n))
+			nodes[nnodes++] = n;
+}
+
+/* The node after node from (the first one if from is not one of them). */
+static inline int next_node(int from)
+{
+	int j;
+
+	for (j = 0; j < nnodes && nodes[j] != from; j++)
+		;
+	return nodes[(j + 1) % nnodes];
+}
+
+/* move_pages(2) of this process; to == NULL only asks where pages are. */
+static inline long sys_move_pages(unsigned long count, void **pages, const int *to,
+				  int *status, int flags)
+{
+	return syscall(SYS_move_pages, 0, count, pages, to, status, flags);
+}
+
+/* The flags a migrator moves pages with: MPOL_MF_MOVE_ALL needs root. */
+static inline int move_flags(void)
+{
+	return geteuid() == 0 ? MPOL_MF_MOVE_ALL : MPOL_MF_MOVE;
+}
+
+/* What a migrator did; one thread writes it (ADD), others may GET it. */
+struct move_stats {
+	int nomem_ok;   /* ENOMEM (no memory on the target node) is counted, not fatal */
+	unsigned long long query_calls, pages_queried, pages_present;
+	unsigned long long calls, requested, moved, not_moved, nothing_to_move, nomem_calls;
+	unsigned long long busy, again, access, absent, nomem, unset;
+	unsigned long long mp_calls, mp_not_moved, mp_nomem_calls;
+};
+
+/* The summary keys of a struct move_stats, and their values. */
+#define MOVE_PAGES_KEYS "move_pages_calls=%llu pages_requested=%llu pages_moved=%llu " \
+	"pages_not_moved=%llu nothing_to_move=%llu"
+#define MOVE_PAGES_VALUES(s) (s).calls, (s).requested, (s).moved, (s).not_moved, (s).nothing_to_move
+#define MOVE_STATUS_KEYS "busy=%llu again=%llu shared=%llu absent=%llu nomem=%llu unattempted=%llu"
+#define MOVE_STATUS_VALUES(s) (s).busy, (s).again, (s).access, (s).absent, (s).nomem, (s).unset
+#define MIGRATE_PAGES_KEYS "migrate_pages_calls=%llu migrate_pages_not_moved=%llu"
+#define MIGRATE_PAGES_VALUES(s) (s).mp_calls, (s).mp_not_moved
+
+/* Where each of pages[0..n) is: status[i] its node, or a negative errno
+ * (-ENOENT: not present). */
+static inline void query_nodes(struct move_stats *s, unsigned long n, void **pages, int *status)
+{
+	for (unsigned long i = 0; i < n; i++)
+		status[i] = STATUS_UNSET;
+	if (sys_move_pages(n, pages, NULL, status, 0) < 0)
+		fail_sys("move_pages(query)", errno);
+	ADD(s->query_calls, 1);
+	ADD(s->pages_queried, n);
+}
+
+/* Queries pages[0..n) and keeps at the front of pages[] those present on
+ * a node (not unmapped, zapped, PROT_NONE or the zero page), each with
+ * from[] its node and to[] the next node; returns how many. */
+static inline int present_pages(struct move_stats *s, int n, void **pages, int *from, int *to)
+{
+	int status[n], k = 0;
+
+	query_nodes(s, n, pages, status);
+	for (int i = 0; i < n; i++) {
+		if (status[i] < 0)
+			continue;
+		pages[k] = pages[i];
+		from[k] = status[i];
+		to[k] = next_node(status[i]);
+		k++;
+	}
+	ADD(s->pages_present, k);
+	return k;
+}
+
+/* Asks move_pages(2) to move pages[0..n) to to[]; status[] gets each
+ * page's outcome (STATUS_UNSET where the kernel set none).  Returns how
+ * many pages were not moved, or -1 when the call moved none: ENOENT
+ * (documented: nothing needed moving) or, with nomem_ok, ENOMEM. */
+static inline long move_call(struct move_stats *s, unsigned long n, void **pages, const int *to,
+			     int *status, int flags)
+{
+	long ret;
+
+	for (unsigned long i = 0; i < n; i++)
+		status[i] = STATUS_UNSET;
+	ADD(s->calls, 1);
+	ADD(s->requested, n);
+	ret = sys_move_pages(n, pages, to, status, flags);
+	if (ret < 0) {
+		if (errno == ENOENT) {
+			ADD(s->nothing_to_move, 1);
+			return -1;
+		}
+		if (errno == ENOMEM && s->nomem_ok) {
+			ADD(s->nomem_calls, 1);
+			return -1;
+		}
+		fail_sys("move_pages", errno);
+	}
+	ADD(s->not_moved, ret);
+	return ret;
+}
+
+/* Counts one page's outcome of move_call; 1 if it moved: it is on to now,
+ * and from, where a query found it before, was another node. */
+static inline int move_status(struct move_stats *s, void *page, int status, int from, int to)
+{
+	switch (status) {
+	case STATUS_UNSET: ADD(s->unset, 1); return 0;   /* its move failed or was not tried */
+	case -EBUSY: ADD(s->busy, 1); return 0;          /* isolated by someone else */
+	case -EAGAIN: ADD(s->again, 1); return 0;
+	case -EACCES: ADD(s->access, 1); return 0;       /* shared with a child (not root) */
+	case -ENOENT: case -EFAULT: ADD(s->absent, 1); return 0;   /* gone meanwhile */
+	case -ENOMEM: ADD(s->nomem, 1); return 0;
+	}
+	if (status < 0)
+		die(WORKLOAD_FAILURE_EXIT, "move_pages(%p) status %d: %s", page, status,
+		    strerror(-status));
+	if (status == to && from >= 0 && from != to) {
+		ADD(s->moved, 1);
+		return 1;
+	}
+	return 0;
+}
+
+/* move_call and move_status for each page. */
+static inline void move_pages_to(struct move_stats *s, int n, void **pages, const int *from,
+				 const int *to, int flags)
+{
+	int status[n];
+
+	if (move_call(s, n, pages, to, status, flags) < 0)
+		return;
+	for (int i = 0; i < n; i++)
+		move_status(s, pages[i], status[i], from[i], to[i]);
+}
+
+/* migrate_pages(2) of the whole process from nodes[k % nnodes] to the
+ * node after it. */
+static inline void migrate_whole(struct move_stats *s, unsigned long k)
+{
+	unsigned long from = 1UL << nodes[k % nnodes];
+	unsigned long to = 1UL << nodes[(k + 1) % nnodes];
+	long ret = syscall(SYS_migrate_pages, 0, MAX_NODES + 1, &from, &to);
+
+	if (ret < 0 && errno == ENOMEM && s->nomem_ok)
+		ADD(s->mp_nomem_calls, 1);
+	else if (ret < 0)
+		fail_sys("migrate_pages", errno);
+	else
+		ADD(s->mp_not_moved, ret);
+	ADD(s->mp_calls, 1);
+}
+
+/* -- fork children ------------------------------------------------------ */
+
+/* The children in flight: fork number n has slot n % MAX_CHILDREN, so a
+ * fork first reaps the child MAX_CHILDREN forks older.  In a child, forks
+ * is the number of its own fork (the parent counts it after the fork). */
+static pid_t children[MAX_CHILDREN];
+static unsigned long long children_fork[MAX_CHILDREN];
+static unsigned long long forks, children_reaped;
+
+/* Waits for the child of fork number forkno and judges its end: exit 0 is
+ * fine; EXIT_CHILD_MISMATCH or EXIT_CHILD_FAULT (its report is above on
+ * stderr) or death by a signal other than SIGKILL are the kernel's; any
+ * other exit status, or SIGKILL (the OOM killer?), is the workload's. */
+static inline void reap_child(pid_t pid, unsigned long long forkno)
+{
+	pid_t r;
+	int st;
+
+	while ((r = waitpid(pid, &st, 0)) < 0 && errno == EINTR)
+		;
+	if (r != pid)
+		fail_sys("waitpid", errno);
+	children_reaped++;
+	if (WIFEXITED(st)) {
+		switch (WEXITSTATUS(st)) {
+		case 0:
+			return;
+		case EXIT_CHILD_MISMATCH:
+			die(EXIT_KERNEL, "child %d of fork #%llu found data that differs from what it "
+			    "inherited (exit %d; its report is above)", (int)pid, forkno,
+			    EXIT_CHILD_MISMATCH);
+		case EXIT_CHILD_FAULT:
+			die(EXIT_KERNEL, "child %d of fork #%llu faulted on memory it inherited "
+			    "(exit %d; its report is above)", (int)pid, forkno, EXIT_CHILD_FAULT);
+		default:
+			die(WORKLOAD_FAILURE_EXIT, "child %d of fork #%llu exited with status %d",
+			    (int)pid, forkno, WEXITSTATUS(st));
+		}
+	}
+	if (WTERMSIG(st) == SIGKILL)
+		die(WORKLOAD_FAILURE_EXIT, "child %d of fork #%llu was killed by SIGKILL "
+		    "(out of memory?)", (int)pid, forkno);
+	die(EXIT_KERNEL, "child %d of fork #%llu was killed by signal %d (%s)", (int)pid, forkno,
+	    WTERMSIG(st), strsignal(WTERMSIG(st)));
+}
+
+/* Reaps the child in the slot of fork number n, if there is one. */
+static inline void reap_slot(unsigned long long n)
+{
+	int slot = n % MAX_CHILDREN;
+
+	if (children[slot])
+		reap_child(children[slot], children_fork[slot]);
+	children[slot] = 0;
+}
+
+/* fork(2): 0 in the child; in the parent the child's pid, in its slot (which
+ * reap_slot(forks) must have emptied) and counted in forks. */
+static inline pid_t fork_child(void)
+{
+	pid_t pid = fork();
+	int slot = forks % MAX_CHILDREN;
+
+	if (pid < 0)
+		fail_sys("fork", errno);
+	if (pid) {
+		children[slot] = pid;
+		children_fork[slot] = forks++;
+	}
+	return pid;
+}
+
+/* The end of a run: every thread's loop stops, every child is reaped. */
+static inline void stop_and_reap(void)
+{
+	atomic_store(&stop, 1);
+	for (int i = 0; i < MAX_CHILDREN; i++)
+		reap_slot(i);
+}
+
+#endif /* KSTRESS_H */

@@ -1,0 +1,1027 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * swapcache_migrate: swap-cache pages meeting migration entries.
+ *
+ * Anonymous memory is pushed to swap while threads fault it back in, a
+ * migrator moves it between NUMA nodes and fork children read it.  A page
+ * faulted back in from a swap device stays in the swap cache, mapped and
+ * present; migrating such a folio replaces its PTEs with migration entries,
+ * which fork() may copy and faults may wait on.  If either happens while the
+ * folio is not locked, the kernel hits BUG_ON(!folio_test_locked(folio)) in
+ * include/linux/swapops.h.  Everything runs in one process, because fork()
+ * copies only the forking mm's entries and a fault waits only in its own mm:
+ *   - a pager thread MADV_PAGEOUTs (and MADV_COLDs) random chunks, so their
+ *     pages go to swap;
+ *   - faulter threads read random pages back (swap-ins) and sometimes write
+ *     one, bumping its generation under the chunk's seqlock;
+ *   - a migrator thread move_pages()s the pages of chunks just paged out or
+ *     being faulted to the other node, after sampling /proc/self/pagemap and
+ *     /proc/kpageflags for them: swapcache_pages_migrated counts pages that
+ *     were present and in the swap cache when move_pages was asked to move
+ *     them and that it reports on the target node (the vmstat counters
+ *     pswpout, pswpin and pgmigrate_success can all move without that);
+ *   - the main thread forks children that verify a sample of the pages they
+ *     inherited against the pattern as of the fork (writers are held off
+ *     during fork by a gate) and exit 3 on a mismatch.
+ * Every page holds 512 words, word = generation << 40 | its byte offset in
+ * the region, so data that comes back wrong names where it came from.
+ *
+ * Choices follow from --seed: each thread draws from its own splitmix64
+ * stream, and --plan N prints each stream's first N decisions.  (Which chunk
+ * a "recently paged out" ring slot holds depends on timing; the decision to
+ * look there does not.)
+ *
+ * Exit status: 0 done; 1 data came back wrong (the kernel's fault: the first
+ * differing offset, expected and found values and the page's pagemap state
+ * are on stderr) or a fork child died of a signal other than SIGKILL; 2 usage;
+ * 125 the workload failed (a syscall failed unexpectedly, e.g. MADV_PAGEOUT
+ * on a kernel without it).  The summary on stdout is key=value text; runs on
+ * one NUMA node or without swap report 0s for what could not happen and say
+ * why in "note:" lines.
+ */
+#define PROG "swapcache_migrate"
+#define USAGE "usage: " PROG " --duration SECONDS --seed N [--mb MIB] [--faulters N]\n" \
+	"       " PROG " --plan N --seed N [--mb MIB] [--faulters N]\n"
+#include "kstress.h"
+
+#include <sched.h>
+
+#ifndef MADV_COLD
+#define MADV_COLD 20
+#endif
+#ifndef MADV_PAGEOUT
+#define MADV_PAGEOUT 21
+#endif
+
+#define BLOCK THP                         /* a THP range or a run of small pages */
+#define CHUNK_PAGES 16
+#define CHUNK (CHUNK_PAGES * PAGE)        /* unit of pageout, locking, migration */
+#define CHUNKS_PER_BLOCK (BLOCK / CHUNK)
+#define MAX_FAULTERS 16
+#define RING 64
+#define MIG_CHUNKS 4
+#define MIG_BATCH (MIG_CHUNKS * CHUNK_PAGES)
+
+/* Swap entries in /proc/PID/pagemap. */
+#define PM_SWAP_TYPE(e) ((unsigned)((e) & 0x1f))  /* MAX_SWAPFILES_SHIFT bits */
+#define PM_SWAP_OFFSET(e) (((e) & PM_PFN_MASK) >> 5)
+/* Swap devices have types below MAX_SWAPFILES, which is at least 23 (32 less
+ * the device, migration, hwpoison and marker types); the types above are
+ * those special entries, here nearly always migration entries. */
+#define SWAP_DEVICE_TYPES 23
+
+/* -- seeded choices ----------------------------------------------------- */
+
+enum { RNG_LAYOUT, RNG_PAGER, RNG_MIGRATOR, RNG_FORK, RNG_SELFTEST, RNG_FAULTER };
+
+static long seed = -1;
+
+static uint64_t stream(int k)
+{
+	return seed_stream(seed, 0x51ed2701ULL * (uint64_t)(k + 1));
+}
+
+/* Configuration and the memory under test. */
+static long duration = -1, mb = 128, plan_n = -1, nfaulters = 2;
+static int self_test_corrupt;
+static char *mem;
+static size_t npages, nchunks, nblocks;
+static unsigned char *block_thp;   /* per 2 MiB block: 1 = MADV_HUGEPAGE */
+static uint32_t *gen;              /* per page: the generation it holds */
+static uint32_t *seq;              /* per chunk: seqlock, odd while written */
+static int swap_devices;           /* active ones; -1: no /proc/swaps */
+static pthread_rwlock_t fork_gate;  /* writers share it, fork takes it alone */
+
+static int thp_layout(uint64_t *rng)
+{
+	return rnd(rng) % 4 == 0;   /* a quarter of the blocks are THP ranges */
+}
+
+enum { PG_OUT_RUN, PG_OUT_BLOCK, PG_COLD_RUN };
+static const char *const pager_kind_name[] = { "pageout", "pageout-block", "cold" };
+
+struct pager_op {
+	int kind;
+	size_t chunk, nch;
+};
+
+static struct pager_op pager_next(uint64_t *rng)
+{
+	uint64_t r = rnd(rng);
+	unsigned k = r % 100;
+	struct pager_op op;
+
+	op.kind = k < 65 ? PG_OUT_RUN : k < 80 ? PG_OUT_BLOCK : PG_COLD_RUN;
+	if (op.kind == PG_OUT_BLOCK) {
+		op.chunk = ((r >> 8) % nblocks) * CHUNKS_PER_BLOCK;
+		op.nch = CHUNKS_PER_BLOCK;
+	} else {
+		op.chunk = (r >> 8) % nchunks;
+		op.nch = 1 + (r >> 48) % 4;
+	}
+	if (op.chunk + op.nch > nchunks)
+		op.nch = nchunks - op.chunk;
+	return op;
+}
+
+struct fault_op {
+	int write;
+	size_t chunk;
+	unsigned page, npages;
+};
+
+/* Reads go anywhere; faulter i writes only chunks i, i + nfaulters, ..., so
+ * each chunk has one writer and its seqlock needs no writer lock. */
+static struct fault_op fault_next(uint64_t *rng, int id)
+{
+	uint64_t r = rnd(rng);
+	struct fault_op op;
+
+	op.write = r % 8 == 0;
+	op.page = (r >> 40) % CHUNK_PAGES;
+	if (op.write) {
+		size_t owned = (nchunks - id + nfaulters - 1) / nfaulters;
+
+		op.chunk = ((r >> 8) % owned) * nfaulters + id;
+		op.npages = 1;
+	} else {
+		op.chunk = (r >> 8) % nchunks;
+		op.npages = 1 + (r >> 48) % CHUNK_PAGES;
+		if (op.page + op.npages > CHUNK_PAGES)
+			op.npages = CHUNK_PAGES - op.page;
+	}
+	return op;
+}
+
+enum { SRC_PAGEOUT, SRC_FAULT, SRC_RANDOM };
+static const char *const src_name[] = { "pageout-ring", "fault-ring", "random" };
+
+struct mig_op {
+	int source;
+	unsigned back, nch, stride, first;
+	size_t rchunk[MIG_CHUNKS];   /* used for SRC_RANDOM, or an empty ring */
+};
+
+static struct mig_op mig_next(uint64_t *rng)
+{
+	uint64_t r = rnd(rng);
+	unsigned k = r % 10;
+	struct mig_op op;
+
+	op.source = k < 4 ? SRC_PAGEOUT : k < 8 ? SRC_FAULT : SRC_RANDOM;
+	op.back = (r >> 8) % 8;
+	op.nch = 1 + (r >> 16) % MIG_CHUNKS;
+	op.stride = 1u << ((r >> 24) % 3);        /* every page, 2nd or 4th */
+	op.first = (r >> 32) % op.stride;
+	for (int j = 0; j < MIG_CHUNKS; j++)
+		op.rchunk[j] = rnd(rng) % nchunks;
+	return op;
+}
+
+struct fork_op {
+	uint64_t child_seed;
+	unsigned sample;
+};
+
+static struct fork_op fork_next(uint64_t *rng)
+{
+	struct fork_op op;
+
+	op.child_seed = rnd(rng);
+	op.sample = 32 + (op.child_seed >> 56) % 97;   /* 32..128 random pages */
+	return op;
+}
+
+static size_t selftest_offset(void)
+{
+	uint64_t r = stream(RNG_SELFTEST);
+
+	return rnd(&r) % (npages * PAGE);
+}
+
+/* -- the pattern -------------------------------------------------------- */
+
+#define OFF_BITS 40
+
+static inline uint64_t pattern(size_t off, uint32_t g)
+{
+	return ((uint64_t)(g & 0xffffff) << OFF_BITS) | ((uint64_t)off & ((1ULL << OFF_BITS) - 1));
+}
+
+static inline uint64_t *page_words(size_t pg)
+{
+	return (uint64_t *)(mem + pg * PAGE);
+}
+
+/* Relaxed atomic word accesses: a racing reader retries on the seqlock. */
+static void fill_words(size_t pg, uint32_t g, unsigned from)
+{
+	uint64_t *w = page_words(pg);
+
+	for (unsigned i = from; i < WORDS; i++)
+		__atomic_store_n(&w[i], pattern(pg * PAGE + i * 8, g), __ATOMIC_RELAXED);
+}
+
+static void copy_page(size_t pg, uint64_t *buf)
+{
+	uint64_t *w = page_words(pg);
+
+	for (unsigned i = 0; i < WORDS; i++)
+		buf[i] = __atomic_load_n(&w[i], __ATOMIC_RELAXED);
+}
+
+struct mismatch {
+	size_t off, word_off;
+	uint64_t want, got;
+};
+
+/* Word 0 should hold generation g0, the rest g: the first differing byte. */
+static int compare_page(size_t pg, const uint64_t *buf, uint32_t g0, uint32_t g,
+			struct mismatch *m)
+{
+	for (unsigned i = 0; i < WORDS; i++) {
+		size_t off = pg * PAGE + i * 8;
+		uint64_t want = pattern(off, i ? g : g0);
+
+		if (buf[i] != want) {
+			m->word_off = off;
+			m->off = off + __builtin_ctzll(buf[i] ^ want) / 8;
+			m->want = want;
+			m->got = buf[i];
+			return 1;
+		}
+	}
+	return 0;
+}
+
+/* -- pagemap and kpageflags --------------------------------------------- */
+
+static int pagemap_fd = -1, kpageflags_fd = -1;
+static int pfns_visible;
+static char kpf_state[32] = "unreadable";
+static char kpf_note[256];
+static char pagemap_note[160];
+
+static int read_pagemap(int fd, size_t first_pg, size_t n, uint64_t *out)
+{
+	off_t at = ((uintptr_t)mem / PAGE + first_pg) * 8;
+	ssize_t got = pread(fd, out, n * 8, at);
+
+	if (got < 0)
+		fail_sys("pread(/proc/self/pagemap)", errno);
+	return got == (ssize_t)(n * 8);
+}
+
+/* The flags of a PFN, or 0 when they cannot be known. */
+static int read_kpageflags(uint64_t pfn, uint64_t *flags)
+{
+	ssize_t got;
+
+	if (kpageflags_fd < 0 || !pfn)
+		return 0;
+	got = pread(kpageflags_fd, flags, 8, (off_t)(pfn * 8));
+	if (got < 0)
+		fail_sys("pread(/proc/kpageflags)", errno);
+	return got == 8;
+}
+
+/* One page's pagemap state in words, for mismatch reports. */
+static void describe_page(int fd, size_t pg, char *buf, size_t len)
+{
+	uint64_t e, f;
+
+	if (fd < 0) {
+		snprintf(buf, len, "pagemap unavailable");
+		return;
+	}
+	if (pread(fd, &e, 8, ((uintptr_t)mem / PAGE + pg) * 8) != 8) {
+		snprintf(buf, len, "pagemap unreadable (%s)", strerror(errno));
+		return;
+	}
+	if (e & PM_PRESENT) {
+		uint64_t pfn = e & PM_PFN_MASK;
+
+		if (pfn && kpageflags_fd >= 0 && pread(kpageflags_fd, &f, 8, (off_t)(pfn * 8)) == 8)
+			snprintf(buf, len, "present pfn 0x%llx, kpageflags 0x%llx (swapcache %d, "
+				 "locked %d, thp %d, anon %d, lru %d)", (unsigned long long)pfn,
+				 (unsigned long long)f, (int)KPF(f, KPF_SWAPCACHE),
+				 (int)KPF(f, KPF_LOCKED), (int)KPF(f, KPF_THP),
+				 (int)KPF(f, KPF_ANON), (int)KPF(f, KPF_LRU));
+		else if (pfn)
+			snprintf(buf, len, "present pfn 0x%llx, kpageflags unreadable",
+				 (unsigned long long)pfn);
+		else
+			snprintf(buf, len, "present, pfn hidden (not CAP_SYS_ADMIN)");
+	} else if (e & PM_SWAP) {
+		if (!(e & PM_PFN_MASK))
+			snprintf(buf, len, "swap entry (type and offset hidden)");
+		else
+			snprintf(buf, len, "swap entry type %u offset 0x%llx%s", PM_SWAP_TYPE(e),
+				 (unsigned long long)PM_SWAP_OFFSET(e),
+				 PM_SWAP_TYPE(e) >= SWAP_DEVICE_TYPES
+				 ? " (not a swap device: a migration or other special entry)" : "");
+	} else {
+		snprintf(buf, len, "not present and no swap entry");
+	}
+}
+
+static void __attribute__((noreturn)) report_mismatch(const char *who, size_t pg,
+						      const struct mismatch *m, int pm_fd, int code)
+{
+	char state[256];
+	uint64_t again = __atomic_load_n((uint64_t *)(mem + m->word_off), __ATOMIC_RELAXED);
+	unsigned byte = m->off - m->word_off;
+
+	describe_page(pm_fd, pg, state, sizeof(state));
+	die(code, "%s: data mismatch at offset 0x%zx (page %zu): expected byte 0x%02x, "
+	    "found 0x%02x; the word at 0x%zx should be 0x%016llx (offset 0x%llx generation %llu), "
+	    "was 0x%016llx (offset 0x%llx generation %llu), reads 0x%016llx now; pagemap: %s",
+	    who, m->off, pg, (unsigned)(m->want >> (8 * byte)) & 0xff,
+	    (unsigned)(m->got >> (8 * byte)) & 0xff, m->word_off,
+	    (unsigned long long)m->want, (unsigned long long)(m->want & ((1ULL << OFF_BITS) - 1)),
+	    (unsigned long long)(m->want >> OFF_BITS), (unsigned long long)m->got,
+	    (unsigned long long)(m->got & ((1ULL << OFF_BITS) - 1)),
+	    (unsigned long long)(m->got >> OFF_BITS), (unsigned long long)again, state);
+}
+
+/* -- counters ----------------------------------------------------------- */
+
+/* Each counter has one writing thread (ADD); main reads them for progress
+ * lines (GET). */
+
+/* Chunks the pager just paged out and the faulters are faulting. */
+struct ring {
+	unsigned long long head;
+	uint32_t slot[RING];
+};
+
+static struct ring pageout_ring, fault_ring;
+
+static void ring_push(struct ring *r, size_t chunk)
+{
+	unsigned long long h = __atomic_fetch_add(&r->head, 1, __ATOMIC_RELAXED);
+
+	__atomic_store_n(&r->slot[h % RING], (uint32_t)chunk, __ATOMIC_RELAXED);
+}
+
+/* The chunk pushed back+1 pushes ago, or -1 if there is none yet. */
+static long ring_get(struct ring *r, unsigned back)
+{
+	unsigned long long h = __atomic_load_n(&r->head, __ATOMIC_RELAXED);
+
+	if (h <= back || back >= RING)
+		return -1;
+	return __atomic_load_n(&r->slot[(h - 1 - back) % RING], __ATOMIC_RELAXED);
+}
+
+/* Counters the fork children add to: memory shared across fork. */
+static struct shared {
+	unsigned long long child_pages_verified;
+} *shared;
+
+/* -- pager -------------------------------------------------------------- */
+
+static struct {
+	pthread_t tid;
+	uint64_t rng;
+	unsigned long long pageout_calls, pageout_block_calls, pageout_pages, cold_calls;
+} pager;
+
+static void *pager_main(void *arg)
+{
+	(void)arg;
+	while (!stopping()) {
+		struct pager_op op = pager_next(&pager.rng);
+		int advice = op.kind == PG_COLD_RUN ? MADV_COLD : MADV_PAGEOUT;
+		const char *name = advice == MADV_COLD ? "MADV_COLD" : "MADV_PAGEOUT";
+
+		if (madvise(mem + op.chunk * CHUNK, op.nch * CHUNK, advice)) {
+			if (errno == EINVAL)
+				die(EXIT_WORKLOAD, "workload failed: madvise(%s) refused with EINVAL: "
+				    "this kernel lacks %s (Linux 5.4+ with CONFIG_ADVISE_SYSCALLS)",
+				    name, name);
+			fail_sys(advice == MADV_COLD ? "madvise(MADV_COLD)" : "madvise(MADV_PAGEOUT)",
+				 errno);
+		}
+		if (op.kind == PG_COLD_RUN) {
+			ADD(pager.cold_calls, 1);
+			continue;
+		}
+		ADD(pager.pageout_calls, 1);
+		ADD(pager.pageout_pages, op.nch * CHUNK_PAGES);
+		if (op.kind == PG_OUT_BLOCK)
+			ADD(pager.pageout_block_calls, 1);
+		/* At most four chunks each, spread over the range. */
+		for (size_t j = 0; j < 4 && j < op.nch; j++)
+			ring_push(&pageout_ring, op.chunk + j * op.nch / 4);
+		/* Most calls find their range already out: pacing leaves the CPU
+		 * to the faulters (2000 calls/s still page out far more than they
+		 * fault back). */
+		usleep(500);
+	}
+	return NULL;
+}
+
+/* -- faulters ----------------------------------------------------------- */
+
+struct faulter {
+	pthread_t tid;
+	int id;
+	uint64_t rng;
+	unsigned long long ops, pages_read, pages_written, pages_verified, seq_retries;
+	uint64_t buf[WORDS];
+};
+
+static struct faulter faulters[MAX_FAULTERS];
+
+/* Read one page through its chunk's seqlock and check it. */
+static void read_page(struct faulter *f, size_t c, size_t pg)
+{
+	struct mismatch m;
+	uint32_t s1, s2, g;
+
+	for (;;) {
+		s1 = __atomic_load_n(&seq[c], __ATOMIC_ACQUIRE);
+		if (s1 & 1) {
+			ADD(f->seq_retries, 1);
+			sched_yield();
+			continue;
+		}
+		g = __atomic_load_n(&gen[pg], __ATOMIC_RELAXED);
+		copy_page(pg, f->buf);   /* the read fault: maybe a swap-in */
+		atomic_thread_fence(memory_order_acquire);
+		s2 = __atomic_load_n(&seq[c], __ATOMIC_RELAXED);
+		if (s1 == s2)
+			break;
+		ADD(f->seq_retries, 1);
+	}
+	if (compare_page(pg, f->buf, g, g, &m)) {
+		char who[32];
+
+		snprintf(who, sizeof(who), "faulter %d", f->id);
+		report_mismatch(who, pg, &m, pagemap_fd, EXIT_KERNEL);
+	}
+	ADD(f->pages_verified, 1);
+}
+
+/* Bump a page's generation.  Word 0 is stored first, so the first touch is a
+ * write fault (on a swap entry, a migration entry or a swap-cache page); the
+ * other words are checked against the old generation before being rewritten. */
+static void write_page(struct faulter *f, size_t c, size_t pg)
+{
+	uint64_t *w = page_words(pg);
+	uint32_t g = gen[pg];
+	struct mismatch m;
+	int e;
+
+	if ((e = pthread_rwlock_rdlock(&fork_gate)))
+		fail_sys("pthread_rwlock_rdlock", e);
+	__atomic_store_n(&seq[c], seq[c] + 1, __ATOMIC_RELAXED);
+	atomic_thread_fence(memory_order_release);
+	__atomic_store_n(&w[0], pattern(pg * PAGE, g + 1), __ATOMIC_RELAXED);
+	copy_page(pg, f->buf);
+	if (compare_page(pg, f->buf, g + 1, g, &m)) {
+		char who[32];
+
+		snprintf(who, sizeof(who), "faulter %d (writing)", f->id);
+		report_mismatch(who, pg, &m, pagemap_fd, EXIT_KERNEL);
+	}
+	ADD(f->pages_verified, 1);
+	__atomic_store_n(&gen[pg], g + 1, __ATOMIC_RELAXED);
+	fill_words(pg, g + 1, 1);
+	__atomic_store_n(&seq[c], seq[c] + 1, __ATOMIC_RELEASE);
+	if ((e = pthread_rwlock_unlock(&fork_gate)))
+		fail_sys("pthread_rwlock_unlock", e);
+	ADD(f->pages_written, 1);
+}
+
+static void *faulter_main(void *arg)
+{
+	struct faulter *f = arg;
+
+	while (!stopping()) {
+		struct fault_op op = fault_next(&f->rng, f->id);
+		size_t pg = op.chunk * CHUNK_PAGES + op.page;
+
+		ring_push(&fault_ring, op.chunk);   /* for the migrator, before touching */
+		if (op.write) {
+			write_page(f, op.chunk, pg);
+		} else {
+			for (unsigned i = 0; i < op.npages; i++)
+				read_page(f, op.chunk, pg + i);
+			ADD(f->pages_read, op.npages);
+		}
+		ADD(f->ops, 1);
+	}
+	return NULL;
+}
+
+/* -- migrator ----------------------------------------------------------- */
+
+static struct {
+	pthread_t tid;
+	uint64_t rng;
+	int query_ok;           /* move_pages works at all (not ENOSYS) */
+	int flags;
+	char off_reason[160];   /* why nothing is moved, or "" */
+	struct move_stats mv;   /* ENOMEM (memory is short) is not our trouble */
+	unsigned long long batches;
+	unsigned long long sampled, present, swapped, special, swapcache, thp, pfn_hidden;
+	unsigned long long sc_requested, sc_migrated, sc_new_pfn, sc_still_swapcache;
+} mig;
+
+static void migrate_batch(void)
+{
+	struct mig_op op = mig_next(&mig.rng);
+	size_t chunks[MIG_CHUNKS], nch = 0, n = 0;
+	void *addrs[MIG_BATCH];
+	size_t pgs[MIG_BATCH];
+	int query[MIG_BATCH], status[MIG_BATCH], to[MIG_BATCH];
+	uint64_t pm[CHUNK_PAGES], pre_pfn[MIG_BATCH];
+	unsigned char in_swapcache[MIG_BATCH];
+
+	for (unsigned j = 0; j < op.nch; j++) {
+		long c = -1;
+		size_t k;
+
+		if (op.source == SRC_PAGEOUT)
+			c = ring_get(&pageout_ring, op.back + j);
+		else if (op.source == SRC_FAULT)
+			c = ring_get(&fault_ring, op.back + j);
+		if (c < 0)
+			c = op.rchunk[j];
+		for (k = 0; k < nch && chunks[k] != (size_t)c; k++)
+			;
+		if (k == nch)
+			chunks[nch++] = c;
+	}
+	for (size_t j = 0; j < nch; j++)
+		for (unsigned p = op.first; p < CHUNK_PAGES; p += op.stride) {
+			pgs[n] = chunks[j] * CHUNK_PAGES + p;
+			addrs[n] = mem + pgs[n] * PAGE;
+			n++;
+		}
+	ADD(mig.batches, 1);
+
+	/* Where is each page now (a node, or -ENOENT when not present)? */
+	for (size_t i = 0; i < n; i++)
+		query[i] = STATUS_UNSET;
+	if (mig.query_ok)
+		query_nodes(&mig.mv, n, addrs, query);
+
+	/* Then, just before asking, what pagemap and kpageflags say of them. */
+	memset(in_swapcache, 0, sizeof(in_swapcache));
+	if (pagemap_fd >= 0) {
+		size_t i = 0;
+
+		for (size_t j = 0; j < nch; j++) {
+			if (!read_pagemap(pagemap_fd, chunks[j] * CHUNK_PAGES, CHUNK_PAGES, pm)) {
+				i += (CHUNK_PAGES - op.first + op.stride - 1) / op.stride;
+				continue;
+			}
+			for (unsigned p = op.first; p < CHUNK_PAGES; p += op.stride, i++) {
+				uint64_t e = pm[p], fl;
+
+				pre_pfn[i] = 0;
+				ADD(mig.sampled, 1);
+				if (e & PM_PRESENT) {
+					ADD(mig.present, 1);
+					pre_pfn[i] = e & PM_PFN_MASK;
+					if (!pre_pfn[i])
+						ADD(mig.pfn_hidden, 1);
+					if (read_kpageflags(pre_pfn[i], &fl)) {
+						in_swapcache[i] = KPF(fl, KPF_SWAPCACHE);
+						ADD(mig.swapcache, in_swapcache[i]);
+						ADD(mig.thp, KPF(fl, KPF_THP));
+					}
+				} else if (e & PM_SWAP) {
+					/* Without CAP_SYS_ADMIN the type is hidden too:
+					 * then only the absence of swap decides. */
+					if ((e & PM_PFN_MASK) ? PM_SWAP_TYPE(e) >= SWAP_DEVICE_TYPES
+					    : swap_devices <= 0)
+						ADD(mig.special, 1);
+					else
+						ADD(mig.swapped, 1);
+				}
+			}
+		}
+	}
+	if (mig.off_reason[0])
+		return;
+
+	/* Send each page to the node after the one it is on (pages not present
+	 * at the query too: they may have been faulted back in since). */
+	for (size_t i = 0; i < n; i++)
+		to[i] = query[i] >= 0 ? next_node(query[i]) : nodes[GET(mig.batches) % nnodes];
+	if (move_call(&mig.mv, n, addrs, to, status, mig.flags) < 0)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		/* Moved, and present and in the swap cache when asked? */
+		if (!move_status(&mig.mv, addrs[i], status[i], query[i], to[i]) || !in_swapcache[i])
+			continue;
+		ADD(mig.sc_migrated, 1);
+		uint64_t e, fl;
+
+		if (read_pagemap(pagemap_fd, pgs[i], 1, &e) && (e & PM_PRESENT) &&
+		    (e & PM_PFN_MASK) != pre_pfn[i]) {
+			ADD(mig.sc_new_pfn, 1);
+			if (read_kpageflags(e & PM_PFN_MASK, &fl) && KPF(fl, KPF_SWAPCACHE))
+				ADD(mig.sc_still_swapcache, 1);
+		}
+	}
+	for (size_t i = 0; i < n; i++)
+		if (in_swapcache[i] && query[i] >= 0 && query[i] != to[i])
+			ADD(mig.sc_requested, 1);
+}
+
+static void *migrator_main(void *arg)
+{
+	(void)arg;
+	while (!stopping())
+		migrate_batch();
+	return NULL;
+}
+
+/* -- fork children ------------------------------------------------------ */
+
+/* A child checks pages it inherited against the generations as of the fork
+ * (no writer was inside the fork gate then) and exits. */
+static void __attribute__((noreturn)) child_main(struct fork_op op)
+{
+	static uint64_t buf[WORDS];
+	uint64_t rng = op.child_seed;
+	size_t first = rnd(&rng) % nchunks * CHUNK_PAGES;
+	unsigned long long done = 0;
+	struct mismatch m;
+
+	child_begin();
+	for (unsigned i = 0; i < CHUNK_PAGES + op.sample; i++) {
+		/* One whole chunk in order, then random pages. */
+		size_t pg = i < CHUNK_PAGES ? first + i : rnd(&rng) % npages;
+
+		copy_page(pg, buf);
+		if (compare_page(pg, buf, gen[pg], gen[pg], &m)) {
+			char who[64];
+			int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+
+			snprintf(who, sizeof(who), "fork child %d (memory inherited at fork)",
+				 (int)getpid());
+			report_mismatch(who, pg, &m, fd, EXIT_CHILD_MISMATCH);
+		}
+		done++;
+	}
+	ADD_SHARED(shared->child_pages_verified, done);
+	_exit(0);
+}
+
+/* -- setup -------------------------------------------------------------- */
+
+/* Active swap devices (the lines of /proc/swaps after its header), or -1
+ * when there is no /proc/swaps (a kernel without CONFIG_SWAP). */
+static int count_swap_devices(void)
+{
+	FILE *f = fopen("/proc/swaps", "re");
+	char line[512];
+	int lines = 0;
+
+	if (!f) {
+		if (errno == ENOENT)
+			return -1;
+		fail_sys("fopen(/proc/swaps)", errno);
+	}
+	while (fgets(line, sizeof(line), f))
+		lines++;
+	fclose(f);
+	return lines > 0 ? lines - 1 : 0;
+}
+
+static void open_page_monitors(void)
+{
+	uint64_t e, fl;
+
+	pagemap_fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	if (pagemap_fd < 0) {
+		snprintf(pagemap_note, sizeof(pagemap_note), "/proc/self/pagemap cannot be "
+			 "opened (%s; CONFIG_PROC_PAGE_MONITOR off?): no page is sampled",
+			 strerror(errno));
+		snprintf(kpf_state, sizeof(kpf_state), "no_pagemap");
+		return;
+	}
+	/* Page 0 was just written: present, so a visible PFN is nonzero. */
+	if (!read_pagemap(pagemap_fd, 0, 1, &e) || !(e & PM_PRESENT))
+		die(EXIT_WORKLOAD, "workload failed: /proc/self/pagemap says a page just written "
+		    "is not present (entry 0x%llx)", (unsigned long long)e);
+	pfns_visible = (e & PM_PFN_MASK) != 0;
+	kpageflags_fd = open("/proc/kpageflags", O_RDONLY | O_CLOEXEC);
+	if (kpageflags_fd < 0) {
+		snprintf(kpf_note, sizeof(kpf_note), "/proc/kpageflags cannot be opened (%s): "
+			 "it needs root and CONFIG_PROC_PAGE_MONITOR; swap-cache pages cannot be "
+			 "recognised, so swapcache_seen and swapcache_pages_migrated are 0 for "
+			 "want of a way to see them", strerror(errno));
+		return;
+	}
+	if (!pfns_visible) {
+		snprintf(kpf_state, sizeof(kpf_state), "hidden_pfns");
+		snprintf(kpf_note, sizeof(kpf_note), "/proc/self/pagemap hides PFNs (it shows "
+			 "them to CAP_SYS_ADMIN only), so /proc/kpageflags cannot be looked up and "
+			 "swapcache_pages_migrated is 0 for want of a way to see swap-cache pages");
+		close(kpageflags_fd);
+		kpageflags_fd = -1;
+		return;
+	}
+	if (!read_kpageflags(e & PM_PFN_MASK, &fl)) {
+		snprintf(kpf_note, sizeof(kpf_note), "/proc/kpageflags gave nothing for a "
+			 "present PFN; swap-cache pages cannot be recognised");
+		close(kpageflags_fd);
+		kpageflags_fd = -1;
+		return;
+	}
+	snprintf(kpf_state, sizeof(kpf_state), "ok");
+}
+
+static void parse_args(int argc, char **argv)
+{
+	const struct opt opts[] = {
+		FLAG("--self-test-corrupt", &self_test_corrupt),   /* hidden: tests the checker */
+		NUM("--duration", &duration, 1, 86400),
+		NUM("--seed", &seed, 0, LONG_MAX),
+		NUM("--mb", &mb, 2, 4096),
+		NUM("--faulters", &nfaulters, 1, MAX_FAULTERS),
+		NUM("--plan", &plan_n, 1, 1000000),
+		{ NULL },
+	};
+
+	parse_opts(argc, argv, opts);
+	if (seed < 0)
+		usage("--seed is required");
+	if (duration < 0 && plan_n < 0)
+		usage("--duration is required (or --plan N)");
+}
+
+static void size_region(void)
+{
+	nblocks = ((size_t)mb * (1UL << 20) + BLOCK - 1) / BLOCK;
+	nchunks = nblocks * CHUNKS_PER_BLOCK;
+	npages = nchunks * CHUNK_PAGES;
+}
+
+/* The first N decisions of every stream: the same functions the run uses. */
+static void print_plan(void)
+{
+	uint64_t rng = stream(RNG_LAYOUT);
+	size_t nthp = 0;
+
+	printf("plan seed %ld: %zu blocks of 2 MiB, %zu chunks of 64 KiB, %ld faulters\n",
+	       seed, nblocks, nchunks, nfaulters);
+	printf("plan layout: THP blocks");
+	for (size_t b = 0; b < nblocks; b++)
+		if (thp_layout(&rng) && nthp++ < (size_t)plan_n)
+			printf(" %zu", b);
+	printf(" (%zu in all)\n", nthp);
+	printf("plan self-test: byte at offset 0x%zx\n", selftest_offset());
+	rng = stream(RNG_PAGER);
+	for (long i = 0; i < plan_n; i++) {
+		struct pager_op op = pager_next(&rng);
+
+		printf("plan pager %ld: %s chunks %zu+%zu\n", i, pager_kind_name[op.kind],
+		       op.chunk, op.nch);
+	}
+	for (int f = 0; f < nfaulters; f++) {
+		rng = stream(RNG_FAULTER + f);
+		for (long i = 0; i < plan_n; i++) {
+			struct fault_op op = fault_next(&rng, f);
+
+			printf("plan faulter%d %ld: %s chunk %zu pages %u+%u\n", f, i,
+			       op.write ? "write" : "read", op.chunk, op.page, op.npages);
+		}
+	}
+	rng = stream(RNG_MIGRATOR);
+	for (long i = 0; i < plan_n; i++) {
+		struct mig_op op = mig_next(&rng);
+
+		printf("plan migrator %ld: %s back %u, %u chunks, every %u pages from %u, "
+		       "else chunks %zu %zu %zu %zu\n", i, src_name[op.source], op.back, op.nch,
+		       op.stride, op.first, op.rchunk[0], op.rchunk[1], op.rchunk[2], op.rchunk[3]);
+	}
+	rng = stream(RNG_FORK);
+	for (long i = 0; i < plan_n; i++) {
+		struct fork_op op = fork_next(&rng);
+
+		printf("plan fork %ld: child seed 0x%016llx, %u random pages\n", i,
+		       (unsigned long long)op.child_seed, op.sample);
+	}
+}
+
+static void map_region(void)
+{
+	size_t len = nblocks * BLOCK;
+	uint64_t rng = stream(RNG_LAYOUT);
+
+	mem = map_aligned(len, BLOCK, MAP_NORESERVE);
+	block_thp = calloc(nblocks, 1);
+	gen = calloc(npages, sizeof(*gen));
+	seq = calloc(nchunks, sizeof(*seq));
+	if (!block_thp || !gen || !seq)
+		die(EXIT_WORKLOAD, "workload failed: out of memory for the bookkeeping arrays");
+	for (size_t b = 0; b < nblocks; b++)
+		block_thp[b] = thp_layout(&rng);
+}
+
+static int thp_available = 1;
+
+static void advise_layout(void)
+{
+	/* One madvise per run of blocks of the same kind. */
+	for (size_t b = 0; b < nblocks;) {
+		size_t e = b;
+
+		while (e < nblocks && block_thp[e] == block_thp[b])
+			e++;
+		if (madvise(mem + b * BLOCK, (e - b) * BLOCK,
+			    block_thp[b] ? MADV_HUGEPAGE : MADV_NOHUGEPAGE)) {
+			if (errno != EINVAL)
+				fail_sys(block_thp[b] ? "madvise(MADV_HUGEPAGE)"
+					 : "madvise(MADV_NOHUGEPAGE)", errno);
+			thp_available = 0;   /* no CONFIG_TRANSPARENT_HUGEPAGE */
+		}
+		b = e;
+	}
+}
+
+/* Hidden --self-test-corrupt: flip one byte behind the kernel's back, as a
+ * lost write would, and check it the way the faulters do. */
+static void self_test(void)
+{
+	size_t off = selftest_offset(), pg = off / PAGE;
+	struct mismatch m;
+	static uint64_t buf[WORDS];
+
+	/* No writer overwrites it. */
+	check_pthread("pthread_rwlock_wrlock", pthread_rwlock_wrlock(&fork_gate));
+	fprintf(stderr, "%s: self-test: flipping the byte at offset 0x%zx\n", prog, off);
+	*(volatile unsigned char *)(mem + off) ^= 0x5a;
+	copy_page(pg, buf);
+	if (compare_page(pg, buf, gen[pg], gen[pg], &m))
+		report_mismatch("main (self-test)", pg, &m, pagemap_fd, EXIT_KERNEL);
+	die(EXIT_WORKLOAD, "workload failed: self-test: the byte flipped at 0x%zx went unnoticed", off);
+}
+
+static void progress(double t)
+{
+	unsigned long long verified = 0, ops = 0;
+
+	for (int i = 0; i < nfaulters; i++) {
+		verified += GET(faulters[i].pages_verified);
+		ops += GET(faulters[i].ops);
+	}
+	printf("%s progress: %.0fs: %llu pageouts, %llu fault ops, %llu pages verified "
+	       "(+%llu by children), %llu move_pages calls, %llu pages moved, %llu swap-cache "
+	       "pages migrated, %llu forks\n", prog, t, GET(pager.pageout_calls), ops, verified,
+	       GET(shared->child_pages_verified), GET(mig.mv.calls), GET(mig.mv.moved),
+	       GET(mig.sc_migrated), forks);
+}
+
+int main(int argc, char **argv)
+{
+	pthread_rwlockattr_t ga;
+	uint64_t fork_rng;
+	struct rusage ru;
+	double start, end, next_progress;
+	int e, selftest_done = 0;
+
+	parse_args(argc, argv);
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	size_region();
+	if (plan_n > 0) {
+		print_plan();
+		return 0;
+	}
+
+	find_nodes();
+	swap_devices = count_swap_devices();
+	map_region();
+	advise_layout();
+	for (size_t pg = 0; pg < npages; pg++) {
+		gen[pg] = 1;
+		fill_words(pg, 1, 0);
+	}
+	open_page_monitors();
+
+	mig.flags = move_flags();
+	mig.mv.nomem_ok = 1;
+	mig.query_ok = 1;
+	{
+		void *a = mem;
+		int st;
+
+		if (sys_move_pages(1, &a, NULL, &st, 0) < 0) {
+			if (errno != ENOSYS)
+				fail_sys("move_pages(query)", errno);
+			mig.query_ok = 0;
+			snprintf(mig.off_reason, sizeof(mig.off_reason), "move_pages is ENOSYS (a "
+				 "kernel without CONFIG_MIGRATION or CONFIG_NUMA): nothing is migrated");
+		}
+	}
+	if (!mig.off_reason[0] && nnodes < 2)
+		snprintf(mig.off_reason, sizeof(mig.off_reason), "only %d NUMA node with memory: "
+			 "there is nowhere to migrate to, so pages are only sampled, not moved", nnodes);
+
+	shared = mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (shared == MAP_FAILED)
+		fail_sys("mmap(MAP_SHARED)", errno);
+	if ((e = pthread_rwlockattr_init(&ga)) ||
+	    (e = pthread_rwlockattr_setkind_np(&ga, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP)) ||
+	    (e = pthread_rwlock_init(&fork_gate, &ga)))
+		fail_sys("pthread_rwlock_init", e);
+
+	pager.rng = stream(RNG_PAGER);
+	mig.rng = stream(RNG_MIGRATOR);
+	fork_rng = stream(RNG_FORK);
+	start = now();
+	next_progress = start + PROGRESS_EVERY;
+	for (int i = 0; i < nfaulters; i++) {
+		faulters[i].id = i;
+		faulters[i].rng = stream(RNG_FAULTER + i);
+		start_thread(&faulters[i].tid, faulter_main, &faulters[i]);
+	}
+	start_thread(&pager.tid, pager_main, NULL);
+	start_thread(&mig.tid, migrator_main, NULL);
+
+	for (double t = 0; (t = now()) - start < duration;) {
+		struct fork_op op = fork_next(&fork_rng);
+
+		if (self_test_corrupt && !selftest_done && t - start >= (duration < 2 ? 0.5 : 1.0)) {
+			selftest_done = 1;
+			self_test();
+		}
+		if (progress_due(t, &next_progress))
+			progress(t - start);
+		reap_slot(forks);
+		check_pthread("pthread_rwlock_wrlock", pthread_rwlock_wrlock(&fork_gate));
+		if (fork_child() == 0)
+			child_main(op);
+		check_pthread("pthread_rwlock_unlock", pthread_rwlock_unlock(&fork_gate));
+	}
+	stop_and_reap();
+	for (int i = 0; i < nfaulters; i++)
+		pthread_join(faulters[i].tid, NULL);
+	pthread_join(pager.tid, NULL);
+	pthread_join(mig.tid, NULL);
+	end = now();
+	ru = self_rusage();
+
+	unsigned long long ops = 0, rd = 0, wr = 0, ver = 0, retries = 0;
+	size_t nthp = 0;
+
+	for (int i = 0; i < nfaulters; i++) {
+		ops += faulters[i].ops;
+		rd += faulters[i].pages_read;
+		wr += faulters[i].pages_written;
+		ver += faulters[i].pages_verified;
+		retries += faulters[i].seq_retries;
+	}
+	for (size_t b = 0; b < nblocks; b++)
+		nthp += block_thp[b];
+	/* key=value words, each key once, for the harness and for humans. */
+	printf("%s summary: seed=%ld duration=%.1fs mb=%zu pages=%zu chunks=%zu "
+	       "thp_blocks=%zu small_blocks=%zu faulters=%ld nodes=%d swap_devices=%d swap=%s "
+	       "migration=%s kpageflags=%s thp=%s\n", prog, seed, end - start,
+	       nblocks * 2, npages, nchunks, nthp, nblocks - nthp, nfaulters, nnodes,
+	       swap_devices < 0 ? 0 : swap_devices, swap_devices > 0 ? "on" : "off",
+	       mig.off_reason[0] ? "off" : "on", kpf_state, thp_available ? "on" : "off");
+	printf("%s pager: pageout_calls=%llu pageout_block_calls=%llu pageout_pages=%llu "
+	       "cold_calls=%llu\n", prog, pager.pageout_calls, pager.pageout_block_calls,
+	       pager.pageout_pages, pager.cold_calls);
+	printf("%s faults: fault_ops=%llu pages_read=%llu pages_written=%llu pages_verified=%llu "
+	       "child_pages_verified=%llu seq_retries=%llu major_faults=%ld minor_faults=%ld\n",
+	       prog, ops, rd, wr, ver, shared->child_pages_verified, retries, ru.ru_majflt,
+	       ru.ru_minflt);
+	/* migration_entries_seen: the migrator samples before it moves, so these
+	 * are other migrators' (compaction, NUMA balancing), not its own. */
+	printf("%s pagemap: pages_sampled=%llu present_seen=%llu swapped_out_seen=%llu "
+	       "migration_entries_seen=%llu swapcache_seen=%llu thp_seen=%llu pfns_hidden=%llu\n",
+	       prog, mig.sampled, mig.present, mig.swapped, mig.special, mig.swapcache, mig.thp,
+	       mig.pfn_hidden);
+	printf("%s move_pages: batches=%llu query_calls=%llu " MOVE_PAGES_KEYS " nomem_calls=%llu "
+	       MOVE_STATUS_KEYS "\n", prog, mig.batches, mig.mv.query_calls, MOVE_PAGES_VALUES(mig.mv),
+	       mig.mv.nomem_calls, MOVE_STATUS_VALUES(mig.mv));
+	printf("%s swapcache: swapcache_requested=%llu swapcache_pages_migrated=%llu "
+	       "swapcache_migrated_new_pfn=%llu swapcache_migrated_still_swapcache=%llu\n",
+	       prog, mig.sc_requested, mig.sc_migrated, mig.sc_new_pfn, mig.sc_still_swapcache);
+	printf("%s fork: forks=%llu children_reaped=%llu\n", prog, forks, children_reaped);
+	if (swap_devices <= 0)
+		printf("%s note: %s, so MADV_PAGEOUT cannot push anonymous pages out: "
+		       "swapped_out_seen, swapcache_seen and swapcache_pages_migrated stay 0\n", prog,
+		       swap_devices < 0 ? "no /proc/swaps (a kernel without CONFIG_SWAP)"
+		       : "no swap device is active (/proc/swaps lists none)");
+	if (mig.off_reason[0])
+		printf("%s note: %s\n", prog, mig.off_reason);
+	if (pagemap_note[0])
+		printf("%s note: %s\n", prog, pagemap_note);
+	if (kpf_note[0])
+		printf("%s note: %s\n", prog, kpf_note);
+	if (!thp_available)
+		printf("%s note: MADV_HUGEPAGE is EINVAL (no CONFIG_TRANSPARENT_HUGEPAGE): "
+		       "small pages only\n", prog);
+	return 0;
+}
