@@ -22,6 +22,9 @@ from harness.yamlcheck import NUMBER as _NUM
 from harness.yamlcheck import STR_OR_NULL as _STR_OR_NULL
 from harness.yamlcheck import Key, YamlChecker, compose_file
 
+IMAGES = ("initramfs", "debian")
+SWAP_KINDS = ("auto", "disk", "zram", "none")
+
 # The schema: section -> key -> Key. Lists are checked by ITEM_SCHEMAS.
 SCHEMA: dict[str, dict[str, Key]] = {
     "kernel": {
@@ -41,6 +44,15 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "extra_cmdline": Key((str,), "", "appended to the kernel command line"),
         "boot_timeout": Key(_NUM, BOOT_TIMEOUT, "seconds to reach the ready marker", minimum=1),
         "silence_timeout": Key(_NUM, SILENCE_TIMEOUT, "seconds of silence that make a hang", minimum=1),
+        "image": Key((str,), "initramfs", "what the guest boots: busybox initramfs, or Debian with systemd and sshd",
+                     choices=IMAGES),
+        "node_memory_mb": Key((list, type(None)), None, "MiB per NUMA node (null: memory_mb split evenly)"),
+        "swap": Key((str,), "auto", "swap device (auto: a virtio disk on debian, zram on initramfs)",
+                    choices=SWAP_KINDS),
+        "swap_mb": Key(_INT, 1024, "swap size in MiB", minimum=64),
+        "hotplug_dimms": Key(_INT, 0, "pc-dimms hot-added after boot, onlined, offlined and onlined again",
+                             minimum=0),
+        "hotplug_dimm_mb": Key(_INT, 512, "MiB per hot-added DIMM (a multiple of 128)", minimum=128),
     },
     "run": {
         "seed": Key((int, type(None)), None, "seed for the workloads (null: random, recorded)"),
@@ -99,6 +111,12 @@ class RunConfig:
     extra_cmdline: str = ""
     boot_timeout: float = BOOT_TIMEOUT
     silence_timeout: float = SILENCE_TIMEOUT
+    image: str = "initramfs"
+    node_memory_mb: list[int] | None = None
+    swap: str = "auto"
+    swap_mb: int = 1024
+    hotplug_dimms: int = 0
+    hotplug_dimm_mb: int = 512
     seed: int | None = None
     results: Path = Path("results")
     workload_grace: float = 60
@@ -187,6 +205,11 @@ def _validate(root: yaml.Node | None, path: Path) -> RunConfig:
                     chk.fail(fields[name], keypath, f"no such file: {value}")
             elif name == "results":
                 value = Path(_resolve_path(value, Path.cwd()))
+            elif name == "node_memory_mb" and value is not None:
+                for i, item in enumerate(fields[name].value):
+                    chk.value(item, f"{keypath}[{i}]", Key(_INT, None, "", minimum=128))
+            elif name == "hotplug_dimm_mb" and value % 128:
+                chk.fail(fields[name], keypath, f"expected a multiple of 128 (the guest's memory block), got {value}")
             setattr(cfg, name, value)
     if "workloads" in top:
         for _item, values in chk.list_of_mappings(top["workloads"], "workloads", WORKLOAD_KEYS,
@@ -208,6 +231,11 @@ def _validate(root: yaml.Node | None, path: Path) -> RunConfig:
 
 
 def _finish(cfg: RunConfig, base: Path) -> RunConfig:
+    if cfg.node_memory_mb is not None:
+        if len(cfg.node_memory_mb) != cfg.numa_nodes:
+            raise UsageError(f"{cfg.path}: guest.node_memory_mb: expected {cfg.numa_nodes} sizes "
+                             f"(one per NUMA node), got {len(cfg.node_memory_mb)}")
+        cfg.memory_mb = sum(cfg.node_memory_mb)
     if not cfg.fragments:
         cfg.fragments = default_fragments()
     if not isinstance(cfg.results, Path):

@@ -82,6 +82,9 @@ def checks(cache: Path) -> list[Check]:
         _tool("git", "git"),
         _tool("addr2line", "binutils"),
         _tool("ccache", "ccache", required=False),
+        _tool("qemu-img", "qemu-utils"),
+        _tool("mmdebstrap", "mmdebstrap", required=False),  # the Debian image only
+        _tool("mkfs.ext4", "e2fsprogs", required=False),
         _file("libelf headers", "/usr/include/gelf.h", "libelf-dev"),
         _file("OpenSSL headers", "/usr/include/openssl/ssl.h", "libssl-dev"),
         _static_busybox(),

@@ -1,8 +1,7 @@
 """The contract every channel keeps, whatever carries it: run, exit status,
 timeout, output integrity, a large output, upload. One class, run on every
-transport kstress has: the serial console today (an initramfs guest booted
-from the session's default kernel); the SSH channel joins CHANNELS when it
-lands.
+transport kstress has: the serial console (an initramfs guest booted from the
+session's default kernel), SSH and the serial login (a Debian guest).
 """
 
 from __future__ import annotations
@@ -11,26 +10,46 @@ import hashlib
 import os
 
 import pytest
+from debian_image import debian_image_or_skip
 
 from harness.guest.channels import Channel, CommandResult
+from harness.guest.channels.login import LoginChannel
 from harness.guest.channels.serial import SerialChannel, heartbeat_for
+from harness.guest.channels.ssh import SshChannel
+from harness.guest.images.debian import make_overlay
 from harness.guest.images.initramfs import build_initramfs
 from harness.guest.machine import DEFAULT_CMDLINE, GuestConfig, Machine, tcg_relaxations
 
 pytestmark = pytest.mark.e2e
-CHANNELS = ["serial"]
+CHANNELS = ["serial", "ssh", "login"]
 
 
 @pytest.fixture(scope="module", params=CHANNELS)
-def channel(request, default_kernel, tmp_path_factory) -> Channel:
+def channel(request, default_kernel, kernel_cache, tmp_path_factory) -> Channel:
     tmp = tmp_path_factory.mktemp(f"contract-{request.param}")
-    initrd = build_initramfs({}, tmp / "cache")
-    cfg = GuestConfig(kernel=default_kernel.bzimage, initrd=initrd, accel="tcg",
-                      cmdline=f"{DEFAULT_CMDLINE} {tcg_relaxations()}")
+    cmdline = f"{DEFAULT_CMDLINE} {tcg_relaxations()}"
+    if request.param == "serial":
+        cfg = GuestConfig(kernel=default_kernel.bzimage, initrd=build_initramfs({}, tmp / "cache"), accel="tcg",
+                          cmdline=cmdline)
+    else:
+        image = debian_image_or_skip(kernel_cache)
+        cfg = GuestConfig(kernel=default_kernel.bzimage, accel="tcg", cmdline=f"{cmdline} {image.kernel_args}",
+                          root_disk=make_overlay(image.path, tmp / "root.qcow2"), ssh=True, serial_login=True)
     with Machine(cfg, tmp / "console.log") as machine:
         machine.start()
         machine.wait_ready()
-        yield SerialChannel(machine, heartbeat=heartbeat_for(cfg.silence_timeout))
+        if request.param == "serial":
+            yield SerialChannel(machine, heartbeat=heartbeat_for(cfg.silence_timeout))
+        elif request.param == "ssh":
+            ssh = SshChannel(machine.ssh_port, machine.ssh_key, host_key=image.ssh_host_key)
+            ssh.connect()
+            yield ssh
+            ssh.close()
+        else:
+            login = LoginChannel(machine.login_socket)
+            login.connect()
+            yield login
+            login.close()
 
 
 class TestChannelContract:

@@ -1,6 +1,7 @@
 """Run-config validation: every error names file, line, key path and what
 was expected, and exits 2 through the CLI."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,8 @@ def write(tmp_path: Path, text: str) -> Path:
 def test_default_config_loads():
     cfg = load_config(DEFAULT_CONFIG)
     assert cfg.accel == "auto"
-    assert [w.name for w in cfg.workloads] == ["migrate_fork"]
+    assert [w.name for w in cfg.workloads] == ["migrate_fork", "swapcache_migrate"]
+    assert (cfg.image, cfg.swap) == ("debian", "auto")  # the main job covers the swap-cache path
     assert all(f.is_file() for f in cfg.fragments)
     assert {f.name for f in cfg.fragments} == {"base-x86.config", "mm-stress.config", "debug.config"}
 
@@ -87,7 +89,7 @@ def test_missing_config_file(tmp_path):
 def test_overrides(tmp_path):
     cfg = load_config(DEFAULT_CONFIG)
     new = apply_overrides(cfg, duration=7, seed=42, results=str(tmp_path))
-    assert [w.duration for w in new.workloads] == [7]
+    assert [w.duration for w in new.workloads] == [7, 7]
     assert new.seed == 42 and new.results == tmp_path
     assert cfg.seed is None  # the original is untouched
     with pytest.raises(UsageError, match="--source /nonexistent: no such file"):
@@ -131,3 +133,16 @@ def test_known_issue_errors(tmp_path):
         load_config(write(tmp_path, "known_issues:\n  - title: x\n"))
     with pytest.raises(UsageError, match=r":2: known_issues\[0\].title: not a regular expression"):
         load_config(write(tmp_path, "known_issues:\n  - {title: '(', reason: r}\n"))
+
+
+def test_guest_shape_keys(tmp_path):
+    cfg = load_config(write(tmp_path, "guest:\n  image: debian\n  node_memory_mb: [768, 1280]\n"
+                                      "  hotplug_dimms: 2\n  hotplug_dimm_mb: 256\n  swap: zram\n"))
+    assert (cfg.image, cfg.memory_mb, cfg.hotplug_dimms, cfg.swap) == ("debian", 2048, 2, "zram")
+    for text, needle in (("guest:\n  image: ubuntu\n", "expected one of initramfs, debian"),
+                         ("guest:\n  node_memory_mb: [1024]\n", "expected 2 sizes"),
+                         ("guest:\n  node_memory_mb: [64, 1024]\n", "node_memory_mb[0]: expected at least 128"),
+                         ("guest:\n  hotplug_dimm_mb: 300\n", ":2: guest.hotplug_dimm_mb: expected a multiple of 128"),
+                         ("guest:\n  swap: nfs\n", "expected one of auto, disk, zram, none")):
+        with pytest.raises(UsageError, match=re.escape(needle)):
+            load_config(write(tmp_path, text))

@@ -44,7 +44,7 @@ def test_argv_default_tcg(tmp_path):
     for flag in ("-no-reboot", "-nodefaults"):
         assert flag in a
     assert opt(a, "-display") == ["none"]
-    assert opt(a, "-chardev") == ["stdio,id=ser0,signal=off"] and opt(a, "-serial") == ["chardev:ser0"]
+    assert opt(a, "-chardev") == ["stdio,id=ser0,signal=off,mux=on"] and opt(a, "-serial") == ["chardev:ser0"]
     assert "-monitor" not in a and "-nic" not in a and "-netdev" not in a
     assert opt(a, "-append") == [DEFAULT_CMDLINE]
     assert opt(a, "-kernel") == [str(c.kernel)] and opt(a, "-initrd") == [str(c.initrd)]
@@ -65,7 +65,7 @@ def test_argv_kvm_and_bigger_topologies(tmp_path):
 def test_argv_rejects_bad_shapes(tmp_path):
     with pytest.raises(UsageError, match="multiple of numa_nodes"):
         qemu_argv(cfg(tmp_path, cpus=3), "tcg")
-    with pytest.raises(UsageError, match="too small"):
+    with pytest.raises(UsageError, match="at least 128 MiB"):
         qemu_argv(cfg(tmp_path, memory_mb=100), "tcg")
     with pytest.raises(ValueError):
         qemu_argv(cfg(tmp_path), "auto")
@@ -165,3 +165,40 @@ def test_missing_kernel_is_a_usage_error(tmp_path):
     (tmp_path / "bzImage").unlink()
     with pytest.raises(UsageError, match="kernel"):
         g.start()
+
+
+def test_argv_for_a_disk_guest_with_ssh_hotplug_and_sockets(tmp_path):
+    c = cfg(tmp_path, node_memory_mb=[768, 1280], memory_slots=4, maxmem_mb=4096, ssh=True,
+            serial_login=True, extra_disks=[tmp_path / "swap.qcow2"],
+            fw_cfg={"opt/kstress/authorized_keys": tmp_path / "key.pub"})
+    c.initrd, c.root_disk = None, tmp_path / "root.qcow2"
+    a = qemu_argv(c, "tcg", "kstress-x", tmp_path / "rt")
+    assert opt(a, "-m") == ["2048M,slots=4,maxmem=4096M"]
+    assert opt(a, "-object") == ["memory-backend-ram,id=mem0,size=768M", "memory-backend-ram,id=mem1,size=1280M"]
+    assert "-initrd" not in a
+    drives = opt(a, "-drive")
+    assert drives[0].startswith(f"file={tmp_path / 'root.qcow2'},") and "swap.qcow2" in drives[1]
+    # Nothing listens beyond 127.0.0.1, the network reaches nothing but the forward.
+    (netdev,) = opt(a, "-netdev")
+    assert "restrict=on" in netdev and "hostfwd=tcp:127.0.0.1:0-:22" in netdev
+    assert opt(a, "-qmp") == [f"unix:{tmp_path / 'rt' / 'qmp.sock'},server=on,wait=off"]
+    assert any("ttyS1.sock" in x for x in opt(a, "-chardev"))
+    assert opt(a, "-fw_cfg") == [f"name=opt/kstress/authorized_keys,file={tmp_path / 'key.pub'}"]
+
+
+def test_argv_rejects_bad_memory_shapes(tmp_path):
+    with pytest.raises(UsageError, match="maxmem_mb"):
+        qemu_argv(cfg(tmp_path, memory_slots=2, maxmem_mb=1024), "tcg")
+    with pytest.raises(UsageError, match="3 sizes for 2 NUMA"):
+        qemu_argv(cfg(tmp_path, node_memory_mb=[512, 512, 512]), "tcg")
+    both = cfg(tmp_path)
+    both.root_disk = tmp_path / "bzImage"
+    with pytest.raises(UsageError, match="exactly one"):
+        qemu_argv(both, "tcg")
+
+
+def test_runtime_dir_is_private_and_removed(tmp_path):
+    g = Machine(cfg(tmp_path), tmp_path / "console.log")
+    assert oct(g.runtime_dir.stat().st_mode & 0o777) == "0o700"
+    g.kill()
+    assert not g.runtime_dir.exists()

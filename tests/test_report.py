@@ -7,7 +7,7 @@ import json
 from junit_schema import validate
 from run_schema import validate_run_json
 
-from harness.run.record import FORMAT_VERSION, RunRecord, WorkloadRecord
+from harness.run.record import FORMAT_VERSION, GuestRecord, HotplugRecord, RunRecord, SwapRecord, WorkloadRecord
 from harness.run.results import write_results
 
 
@@ -25,6 +25,10 @@ def test_report_validates_with_failure_error_and_nasty_text(tmp_path):
             "kernel BUG at include/linux/swapops.h:486!\n\x00\x1b[31mCall Trace:\x07 <TASK>", "kernel")
     wl.stdout = "migrations 10\x00\n"
     r.case("build").error("QEMU died: exit 1", "console tail:\n\x01")
+    r.guest = GuestRecord(accel="tcg", cmdline="console=ttyS0", tcg_relaxations="", image="debian",
+                          swap=SwapRecord("disk", "/dev/vdb", 1024, "/dev/vdb partition"),
+                          hotplug=HotplugRecord(1, 256, ["memory32", "memory33"], 2, 1, ["memory33: busy"], 2, 3.5),
+                          restarts=["migrate_fork hung"])
     r.workloads["migrate_fork"] = WorkloadRecord(kind="c", argv=["/usr/bin/migrate_fork"], duration=5,
                                                  stresses=["migration"], evidence=["pgmigrate_success"])
     write_results(tmp_path, r)

@@ -15,19 +15,25 @@ process, an atexit hook and ``Machine.__exit__`` cover the rest.
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import itertools
 import os
 import re
 import secrets
+import shutil
 import subprocess
+import tempfile
 import threading
 import time
-from dataclasses import dataclass
+import weakref
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness import log
 from harness.errors import CouldNotTest, KernelHang, KstressError, UsageError
 from harness.guest.accel import QEMU
+from harness.guest.qmp import Qmp, QmpError
+from harness.guest.sshkey import FW_CFG_NAME, make_key
 from harness.procs import die_with_parent
 
 __all__ = ["DEFAULT_CMDLINE", "BOOT_TIMEOUT", "SILENCE_TIMEOUT", "GuestConfig", "Machine",
@@ -48,7 +54,11 @@ _TCG_RELAXATIONS = (
     "sysctl.kernel.hung_task_timeout_secs=600",
 )
 
-READY_MARKER = b"kstress-init: ready"  # printed by images/initramfs/init
+READY_MARKER = b"kstress-init: ready"  # printed by every image's init when the guest is up
+RESTART_MARKER = "kstress: guest restarted by kstress"  # a console line, never the kernel's
+QMP_SOCKET = "qmp.sock"
+LOGIN_SOCKET = "ttyS1.sock"
+SERIAL_BREAK = b"\x01b"  # QEMU's mux escape: a BREAK on ttyS0
 # One default each, for run configs and for machines made directly.
 BOOT_TIMEOUT = 180.0  # seconds from QEMU's start to the ready marker
 SILENCE_TIMEOUT = 120.0  # seconds without a byte either way that make a hang
@@ -88,44 +98,89 @@ class KvmSilent(GuestError, CouldNotTest):
 @dataclass
 class GuestConfig:
     kernel: Path
-    initrd: Path
+    initrd: Path | None = None  # an initramfs, or None with a root_disk
     cmdline: str = DEFAULT_CMDLINE  # the full kernel command line; Machine adds nothing
     cpus: int = 2
     numa_nodes: int = 2
     memory_mb: int = 2048
+    node_memory_mb: list[int] | None = None  # per node; None: memory_mb split evenly
+    memory_slots: int = 0  # pc-dimm slots for hot-add (0: no hotplug)
+    maxmem_mb: int = 0  # with memory_slots: boot memory plus what may be hot-added
     accel: str = "tcg"  # kvm | tcg, resolved beforehand (harness.guest.accel.resolve_accel)
     boot_timeout: float = BOOT_TIMEOUT
     silence_timeout: float = SILENCE_TIMEOUT
+    root_disk: Path | None = None  # a qcow2 overlay of the image: /dev/vda
+    extra_disks: list[Path] = field(default_factory=list)  # qcow2, /dev/vdb... (swap)
+    ssh: bool = False  # user-mode network with a 127.0.0.1 forward to the guest's port 22
+    fw_cfg: dict[str, Path] = field(default_factory=dict)  # name -> file, read in /sys/firmware/qemu_fw_cfg
+    serial_login: bool = False  # a second serial port (ttyS1) on a socket: the login fallback
+
+    def node_sizes(self) -> list[int]:
+        if self.node_memory_mb:
+            return list(self.node_memory_mb)
+        n, mem = self.numa_nodes, self.memory_mb
+        return [mem // n + (mem % n if i == n - 1 else 0) for i in range(n)]
 
 
-def qemu_argv(cfg: GuestConfig, accel: str, name: str = "kstress") -> list[str]:
-    """QEMU's argv for ``cfg`` under ``accel`` ("kvm" or "tcg")."""
+def qemu_argv(cfg: GuestConfig, accel: str, name: str = "kstress", runtime_dir: Path | None = None) -> list[str]:
+    """QEMU's argv for ``cfg`` under ``accel`` ("kvm" or "tcg"); sockets
+    (QMP, the login serial port) go in ``runtime_dir``."""
     if accel not in ("kvm", "tcg"):
         raise ValueError(f"accel must be resolved to kvm or tcg, not {accel!r}")
-    nodes, cpus, mem = cfg.numa_nodes, cfg.cpus, cfg.memory_mb
+    nodes, cpus = cfg.numa_nodes, cfg.cpus
+    sizes = cfg.node_sizes()
+    mem = sum(sizes)
     if nodes < 1 or cpus < 1 or cpus % nodes:
         raise UsageError(f"guest: cpus ({cpus}) must be a positive multiple of numa_nodes ({nodes})")
-    if mem < 128 * nodes:
-        raise UsageError(f"guest: memory_mb ({mem}) is too small for {nodes} NUMA node(s)")
+    if len(sizes) != nodes:
+        raise UsageError(f"guest: node_memory_mb has {len(sizes)} sizes for {nodes} NUMA node(s)")
+    if min(sizes) < 128:
+        raise UsageError(f"guest: every NUMA node needs at least 128 MiB, got {sizes}")
+    if (cfg.initrd is None) == (cfg.root_disk is None):
+        raise UsageError("guest: boot an initramfs or a root disk, exactly one of them")
     per = cpus // nodes
+    memory = f"{mem}M"
+    if cfg.memory_slots:
+        if cfg.maxmem_mb <= mem:
+            raise UsageError(f"guest: maxmem_mb ({cfg.maxmem_mb}) must exceed the boot memory ({mem} MiB)")
+        memory += f",slots={cfg.memory_slots},maxmem={cfg.maxmem_mb}M"
     argv = [QEMU, "-name", name, "-machine", "q35", "-accel", accel,
             "-cpu", "host" if accel == "kvm" else "max",
             # One socket per NUMA node: with QEMU's default topology the
             # cores of a socket straddle nodes and 6.12 warns at boot
             # ("llc-sibling CPU #0 is not on the same node").
             "-smp", f"cpus={cpus},sockets={nodes},cores={per},threads=1",
-            "-m", f"{mem}M"]
+            "-m", memory]
     if nodes > 1:
-        for i in range(nodes):
-            size = mem // nodes + (mem % nodes if i == nodes - 1 else 0)
+        for i, size in enumerate(sizes):
             first = i * per
             cpu_range = f"{first}-{first + per - 1}" if per > 1 else str(first)
             argv += ["-object", f"memory-backend-ram,id=mem{i},size={size}M",
                      "-numa", f"node,nodeid={i},cpus={cpu_range},memdev=mem{i}"]
-    argv += ["-kernel", str(cfg.kernel), "-initrd", str(cfg.initrd), "-append", cfg.cmdline,
-             "-nodefaults", "-display", "none", "-no-reboot",
-             "-chardev", "stdio,id=ser0,signal=off", "-serial", "chardev:ser0",
+    argv += ["-kernel", str(cfg.kernel), "-append", cfg.cmdline]
+    if cfg.initrd is not None:
+        argv += ["-initrd", str(cfg.initrd)]
+    # cache=unsafe: a run's disks are scratch, written only to its own overlay.
+    for i, disk in enumerate(([cfg.root_disk] if cfg.root_disk else []) + list(cfg.extra_disks)):
+        argv += ["-drive", f"file={disk},format=qcow2,if=none,id=disk{i},cache=unsafe",
+                 "-device", f"virtio-blk-pci,drive=disk{i}"]
+    argv += ["-nodefaults", "-display", "none", "-no-reboot",
+             # mux: QEMU's escape (Ctrl-A b) sends a serial BREAK, the kernel's
+             # SysRq when nothing else in the guest answers any more.
+             "-chardev", "stdio,id=ser0,signal=off,mux=on", "-serial", "chardev:ser0",
              "-device", "virtio-rng-pci"]
+    if runtime_dir is not None:
+        argv += ["-qmp", f"unix:{runtime_dir / QMP_SOCKET},server=on,wait=off"]
+        if cfg.serial_login:
+            argv += ["-chardev", f"socket,id=ser1,path={runtime_dir / LOGIN_SOCKET},server=on,wait=off",
+                     "-serial", "chardev:ser1"]
+    if cfg.ssh:
+        # restrict=on: the guest reaches nothing but this forward; port 0: QEMU
+        # picks a free port (read back over QMP), so guests never race for one.
+        argv += ["-netdev", "user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:0-:22",
+                 "-device", "virtio-net-pci,netdev=net0"]
+    for fw_name, path in cfg.fw_cfg.items():
+        argv += ["-fw_cfg", f"name={fw_name},file={path}"]
     return argv
 
 
@@ -147,14 +202,27 @@ def _kill_all() -> None:
 class Machine:
     """A context manager; leaving it kills QEMU whatever happened."""
 
-    def __init__(self, cfg: GuestConfig, console_log: Path):
+    def __init__(self, cfg: GuestConfig, console_log: Path, restart_reason: str | None = None):
+        """``restart_reason``: this machine replaces one kstress stopped; its
+        console is appended to console.log after a RESTART_MARKER line, so
+        the analyzer never takes the restart for the kernel's own reboot."""
         self.cfg = cfg
         self.console_log = Path(console_log)
+        self.restart_reason = restart_reason
         self.qemu_log = self.console_log.with_name(self.console_log.stem + ".qemu-stderr.log")
         # Unique per guest, visible in ps: tells our QEMU from others'.
         self.name = f"kstress-{os.getpid()}-{next(_SEQ)}-{secrets.token_hex(3)}"
         self.accel = cfg.accel
-        self.qemu_argv: list[str] = qemu_argv(cfg, self.accel, self.name)
+        # Private (0700) and per guest: the QMP socket, the login port, keys.
+        self.runtime_dir = Path(tempfile.mkdtemp(prefix="kstress-guest-"))
+        # Removed by kill(); and with the object, should a machine never start.
+        weakref.finalize(self, shutil.rmtree, self.runtime_dir, True)
+        self.ssh_key: Path | None = None
+        if cfg.ssh:
+            self.ssh_key, public = make_key(self.runtime_dir)
+            cfg = self.cfg = dataclasses.replace(cfg, fw_cfg={**cfg.fw_cfg, FW_CFG_NAME: public})
+        self.qemu_argv: list[str] = qemu_argv(cfg, self.accel, self.name, self.runtime_dir)
+        self._qmp: Qmp | None = None
         self._proc: subprocess.Popen | None = None
         self._reader: threading.Thread | None = None
         self._log = None
@@ -175,11 +243,14 @@ class Machine:
     def start(self) -> None:
         if self._proc is not None:
             raise RuntimeError("guest already started")
-        for what, p in (("kernel", self.cfg.kernel), ("initrd", self.cfg.initrd)):
-            if not Path(p).is_file():
+        for what, p in (("kernel", self.cfg.kernel), ("initrd", self.cfg.initrd),
+                        ("root disk", self.cfg.root_disk), *(("disk", d) for d in self.cfg.extra_disks)):
+            if p is not None and not Path(p).is_file():
                 raise UsageError(f"guest {what} {p} does not exist")
         self.console_log.parent.mkdir(parents=True, exist_ok=True)
-        self._log = open(self.console_log, "wb", buffering=0)
+        self._log = open(self.console_log, "ab" if self.restart_reason else "wb", buffering=0)
+        if self.restart_reason:
+            self._log.write(f"\n{RESTART_MARKER}: {self.restart_reason}\n".encode())
         with open(self.qemu_log, "wb") as err:
             try:
                 self._proc = subprocess.Popen(
@@ -197,7 +268,39 @@ class Machine:
         self._reader.start()
         c = self.cfg
         log.info(f"booting {c.kernel} ({self.accel}, {c.cpus} vCPUs, {c.numa_nodes} NUMA nodes, "
-                 f"{c.memory_mb} MiB); console in {self.console_log}")
+                 f"{sum(c.node_sizes())} MiB); console in {self.console_log}")
+
+    @property
+    def qmp(self) -> Qmp:
+        """QEMU's monitor, connected on first use."""
+        if self._proc is None:
+            raise RuntimeError("guest not started")
+        if self._qmp is None:
+            try:
+                self._qmp = Qmp(self.runtime_dir / QMP_SOCKET).connect(wait=10)
+            except QmpError:
+                if not self.running:
+                    raise self._death() from None
+                raise
+        return self._qmp
+
+    @property
+    def ssh_port(self) -> int:
+        """The host port (on 127.0.0.1) forwarded to the guest's sshd."""
+        if not self.cfg.ssh:
+            raise RuntimeError("this machine has no SSH forward")
+        return self.qmp.forwarded_port(22)
+
+    @property
+    def login_socket(self) -> Path:
+        return self.runtime_dir / LOGIN_SOCKET
+
+    def sysrq_by_break(self, key: str) -> None:
+        """SysRq through a serial BREAK on the console: works while any CPU
+        still takes interrupts, whatever user space is doing."""
+        self.send(SERIAL_BREAK)
+        time.sleep(0.2)
+        self.send(key.encode())
 
     def _read_console(self) -> None:
         fd = self._proc.stdout.fileno()
@@ -216,6 +319,12 @@ class Machine:
         with self._cond:
             self._eof = True
             self._cond.notify_all()
+
+    def death(self) -> GuestDied | None:
+        """How QEMU ended, once it has; None while it runs."""
+        if self._proc is None or self._proc.poll() is None:
+            return None
+        return self._death()
 
     @property
     def running(self) -> bool:
@@ -306,18 +415,26 @@ class Machine:
         return took
 
     def shutdown(self, timeout: float = 15) -> None:
-        """poweroff -f, wait up to ``timeout`` for QEMU to exit, then kill it."""
+        """Power off (the initramfs shell on the console takes "poweroff -f",
+        systemd takes the ACPI button), wait up to ``timeout`` for QEMU to
+        exit, then kill it."""
         if self.running:
             try:
                 self.send(b"\npoweroff -f\n")
+                if self.cfg.root_disk is not None:
+                    self.qmp.execute("system_powerdown")
                 self._proc.wait(timeout=timeout)
                 log.info("guest powered off")
-            except (GuestDied, subprocess.TimeoutExpired):
+            except (GuestDied, QmpError, subprocess.TimeoutExpired):
                 pass
         self.kill()
 
     def kill(self) -> None:
-        """Kill QEMU (if still running) and close the console. Idempotent."""
+        """Kill QEMU (if still running), close the console, remove the
+        runtime directory. Idempotent."""
+        if self._qmp is not None:
+            self._qmp.close()
+            self._qmp = None
         proc = self._proc
         if proc is not None:
             if proc.poll() is None:
@@ -334,6 +451,7 @@ class Machine:
             self._log.close()
         with _LIVE_LOCK:
             _LIVE.discard(self)
+        shutil.rmtree(self.runtime_dir, ignore_errors=True)
 
     def console_text(self) -> str:
         """console.log so far."""

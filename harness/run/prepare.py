@@ -4,6 +4,7 @@ image, the accelerator and the machine's configuration."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,9 +12,12 @@ from harness import log
 from harness.config import RunConfig
 from harness.errors import UsageError
 from harness.guest.accel import resolve_accel
+from harness.guest.images import debian
+from harness.guest.images.debian import make_overlay
 from harness.guest.images.initramfs import build_initramfs
 from harness.guest.machine import DEFAULT_CMDLINE, GuestConfig, tcg_relaxations
 from harness.kernel import KernelBuild
+from harness.procs import run_tool
 from harness.run.record import GuestRecord
 from harness.stress import adapters
 from harness.stress.manifest import Workload, load_workloads
@@ -28,9 +32,27 @@ class Planned:
 
 @dataclass
 class GuestPlan:
+    """How to make a fresh machine for this run: at the first boot, and again
+    after a workload hung or crashed its guest."""
+
     workloads: list[Planned]
-    machine: GuestConfig
+    machine: GuestConfig  # without per-boot disks
     record: GuestRecord
+    image: str  # initramfs | debian
+    swap: str  # disk | zram | none
+    swap_mb: int
+    base_image: Path | None = None  # the cached Debian image (never written)
+    ssh_host_key: str | None = None  # the image's, pinned by the SSH channel
+
+    def machine_for_boot(self, scratch: Path, boot: int) -> GuestConfig:
+        """The machine config with fresh disks in ``scratch``: a new overlay of
+        the image (a crashed guest's writes never reach the next boot, nor the
+        cache) and a new sparse swap disk."""
+        if self.base_image is None:
+            return self.machine
+        root = make_overlay(self.base_image, scratch / f"root-{boot}.qcow2")
+        disks = [make_disk(scratch / f"swap-{boot}.qcow2", self.swap_mb)] if self.swap == "disk" else []
+        return dataclasses.replace(self.machine, root_disk=root, extra_disks=disks)
 
 
 def choose_workloads(cfg: RunConfig, dotconfig: str) -> list[Planned]:
@@ -47,16 +69,42 @@ def choose_workloads(cfg: RunConfig, dotconfig: str) -> list[Planned]:
     return chosen
 
 
+def swap_kind(cfg: RunConfig) -> str:
+    if cfg.swap != "auto":
+        return cfg.swap
+    return "disk" if cfg.image == "debian" else "zram"
+
+
 def prepare_guest(cfg: RunConfig, kernel: KernelBuild, planned: list[Planned], cache_dir: Path | None) -> GuestPlan:
     binaries = {p.workload.name: adapters.build(p.workload, cache_dir) for p in planned if not p.skipped}
-    initrd = build_initramfs(binaries, cache_dir)
+    swap = swap_kind(cfg)
+    if swap == "disk" and cfg.image != "debian":
+        raise UsageError(f"{cfg.path}: guest.swap: disk needs guest.image debian (the initramfs has "
+                         f"no disk); use zram")
+    initrd = base_image = host_key = None
+    image_args = ""
+    if cfg.image == "debian":
+        image = debian.build_image(binaries, cache_dir)
+        base_image, host_key, image_args = image.path, image.ssh_host_key, image.kernel_args
+    else:
+        initrd = build_initramfs(binaries, cache_dir)
     accel, warning = resolve_accel(cfg.accel, cache_dir)
     if warning:
         log.warn(warning)
     relaxed = tcg_relaxations() if accel == "tcg" else ""
-    cmdline = " ".join(x for x in (cfg.cmdline or DEFAULT_CMDLINE, relaxed, cfg.extra_cmdline) if x)
+    cmdline = " ".join(x for x in (cfg.cmdline or DEFAULT_CMDLINE, image_args, relaxed, cfg.extra_cmdline) if x)
+    boot_mb = sum(cfg.node_memory_mb) if cfg.node_memory_mb else cfg.memory_mb
     machine = GuestConfig(kernel=Path(kernel.bzimage), initrd=initrd, cmdline=cmdline,
-                          cpus=cfg.cpus, numa_nodes=cfg.numa_nodes, memory_mb=cfg.memory_mb,
-                          accel=accel, boot_timeout=cfg.boot_timeout,
-                          silence_timeout=cfg.silence_timeout)
-    return GuestPlan(planned, machine, GuestRecord(accel=accel, cmdline=cmdline, tcg_relaxations=relaxed))
+                          cpus=cfg.cpus, numa_nodes=cfg.numa_nodes, memory_mb=boot_mb,
+                          node_memory_mb=cfg.node_memory_mb, accel=accel, boot_timeout=cfg.boot_timeout,
+                          silence_timeout=cfg.silence_timeout, memory_slots=cfg.hotplug_dimms,
+                          maxmem_mb=boot_mb + cfg.hotplug_dimms * cfg.hotplug_dimm_mb if cfg.hotplug_dimms else 0,
+                          ssh=cfg.image == "debian", serial_login=cfg.image == "debian")
+    record = GuestRecord(accel=accel, cmdline=cmdline, tcg_relaxations=relaxed, image=cfg.image)
+    return GuestPlan(planned, machine, record, cfg.image, swap, cfg.swap_mb, base_image, host_key)
+
+
+def make_disk(path: Path, size_mb: int) -> Path:
+    """A sparse qcow2 scratch disk: it costs what the guest writes."""
+    run_tool(["qemu-img", "create", "-q", "-f", "qcow2", str(path), f"{size_mb}M"], f"creating {path.name}")
+    return path

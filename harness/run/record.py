@@ -70,13 +70,39 @@ class KernelRecord:
 
 
 @dataclass
+class SwapRecord:
+    kind: str  # disk | zram
+    device: str
+    size_mb: int
+    swapon: str  # /proc/swaps after swapon
+
+
+@dataclass
+class HotplugRecord:
+    dimms: int
+    dimm_mb: int
+    blocks_added: list[str] = field(default_factory=list)
+    onlined: int = 0
+    offlined: int = 0
+    offline_failures: list[str] = field(default_factory=list)  # "memory42: Device or resource busy"
+    reonlined: int = 0
+    seconds: float = 0.0
+
+
+@dataclass
 class GuestRecord:
     accel: str
     cmdline: str
     tcg_relaxations: str
+    image: str = "initramfs"
     qemu_argv: list[str] = field(default_factory=list)
     qemu_command: str = ""
     seconds_to_ready: float | None = None
+    seconds_to_ssh: float | None = None  # from QEMU's start, Debian image only
+    channel: str = ""  # SshChannel | SerialChannel
+    swap: SwapRecord | None = None
+    hotplug: HotplugRecord | None = None
+    restarts: list[str] = field(default_factory=list)  # why kstress replaced the guest, in order
 
 
 @dataclass

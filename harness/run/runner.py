@@ -12,6 +12,8 @@ from __future__ import annotations
 import hashlib
 import random
 import shlex
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -19,21 +21,21 @@ from harness import log
 from harness.config import RunConfig
 from harness.console import analyze_file
 from harness.errors import KstressError
-from harness.guest.channels import Channel
-from harness.guest.channels.serial import SerialChannel, heartbeat_for
-from harness.guest.machine import GuestError, Machine
+from harness.guest.channels import ChannelError
+from harness.guest.machine import GuestError, GuestSilent
 from harness.kernel import BuildRequest, KernelBuild, build_kernel
 from harness.run import verdict
 from harness.run.prepare import Planned, choose_workloads, prepare_guest
-from harness.run.record import CaseResult, KernelRecord, RunRecord, WorkloadRecord, atomic_write_text
+from harness.run.record import CaseResult, GuestEvent, KernelRecord, RunRecord, WorkloadRecord, atomic_write_text
 from harness.run.results import new_run_dir, write_results
+from harness.run.session import GuestSession
 from harness.run.triage import Triage
 from harness.run.trouble import GuestTrouble
 from harness.stress.vmstat import deltas, missing_evidence, parse_vmstat
 
 BOOT_CASE = "boot"
 BUILD_CASE = "build"
-EVIDENCE_PROPERTIES = ("pgmigrate_", "compact_", "thp_")  # vmstat deltas shown as JUnit properties
+EVIDENCE_PROPERTIES = ("pgmigrate_", "compact_", "thp_", "pswp")  # vmstat deltas shown as JUnit properties
 
 
 class Runner:
@@ -50,10 +52,13 @@ class Runner:
         self.vmlinux: Path | None = None
         self.current: CaseResult | None = None  # the testcase under way, for an interrupt
         self.current_t0 = 0.0
+        self.case_start = 0
         self.last_case: CaseResult | None = None  # gets what the kernel prints after the end
         self.ran: set[str] = set()  # testcases that started
         self.stop_reason = ""  # why the run stopped early, for testcases that never ran
         self.trouble = GuestTrouble(self.record.guest_events)
+        # Per-run disks (image overlays, swap): scratch space, not results.
+        self.scratch = Path(tempfile.mkdtemp(prefix="kstress-run-"))
 
     @property
     def seed(self) -> int:
@@ -89,15 +94,24 @@ class Runner:
         self.record.guest = plan.record
         self.record.set_property("accel", plan.record.accel)
         self._write()
-        with Machine(plan.machine, self.console_log) as machine:
-            plan.record.qemu_argv = machine.qemu_argv
-            plan.record.qemu_command = shlex.join(machine.qemu_argv)
-            channel = SerialChannel(machine, heartbeat=heartbeat_for(plan.machine.silence_timeout))
-            if self._boot(machine):
-                for p in plan.workloads:
-                    if not self._workload(channel, p):
-                        break
-                machine.shutdown()
+        pending, boot, restart = list(plan.workloads), 0, None
+        while True:
+            with GuestSession(plan, self.console_log, self.scratch, boot, restart) as session:
+                # The first boot is the boot testcase; a restart belongs to the
+                # workload it is made for.
+                case = self._begin(BOOT_CASE) if not boot else self._begin(pending[0].workload.name)
+                if not self._boot(session, case):
+                    break
+                restart = None
+                while pending and restart is None:
+                    restart = self._workload(session, pending.pop(0))
+                if restart is None:
+                    session.shutdown()
+            if restart is None or not pending:
+                break
+            boot += 1
+            plan.record.restarts.append(restart)
+            log.warn(f"restarting the guest for {pending[0].workload.name}: {restart}")
         return self._exit_code()
 
     # -- stages -----------------------------------------------------------
@@ -107,6 +121,7 @@ class Runner:
         if classname:
             case.classname = classname
         self.current_t0 = time.monotonic()
+        self.case_start = self._console_size()  # where its part of console.log begins
         return case
 
     def build(self) -> KernelBuild:
@@ -131,22 +146,31 @@ class Runner:
         self._write()
         return kernel
 
-    def _boot(self, machine: Machine) -> bool:
-        case = self.last_case = self._begin(BOOT_CASE)
-        self.ran.add(BOOT_CASE)
+    def _boot(self, session: GuestSession, case: CaseResult) -> bool:
+        self.last_case = case
+        self.ran.add(case.name)
+        start = self._console_size()
         alive = True
         try:
-            machine.start()
-            self.record.guest.seconds_to_ready = round(machine.wait_ready(), 2)
+            session.boot()
+            session.setup(self.cfg.hotplug_dimms, self.cfg.hotplug_dimm_mb)
         except GuestError as exc:
             alive = False
             self._guest_trouble(case, exc)
-        self._end_case(case, 0)
+        except ChannelError as exc:  # the guest is up, but no channel reaches it (sshd never came)
+            alive = False
+            case.error(str(exc), f"console tail:\n{self._console_tail()}")
+        if case.name == BOOT_CASE:
+            self._end_case(case, start)
         return alive and case.status == "passed"
 
-    def _workload(self, channel: Channel, p: Planned) -> bool:
+    def _workload(self, session: GuestSession, p: Planned) -> str | None:
+        """Run one workload; the reason to restart the guest if it hung or died."""
         w = p.workload
-        case = self._begin(w.name)
+        channel = session.channel
+        case = self.record.case(w.name)
+        if self.current is not case:
+            self._begin(w.name)
         entry = self.record.workloads[w.name] = WorkloadRecord(
             kind=w.kind, argv=w.argv(p.duration, self.seed), duration=p.duration,
             stresses=w.stresses, evidence=w.evidence, skipped=p.skipped)
@@ -155,31 +179,48 @@ class Runner:
             log.warn(f"workload {w.name} skipped: {p.skipped}")
             self.ran.add(w.name)
             self._write()
-            return True
+            return None
         self.ran.add(w.name)
         self.last_case = case
-        start = self._console_size()
+        start = self.case_start
         self._write()
         log.info(f"workload {w.name}: {p.duration}s, seed {self.seed}")
         timeout = p.duration + self.cfg.workload_grace
-        alive = True
+        restart = None
         try:
             before = parse_vmstat(channel.read_file("/proc/vmstat"))
-            result = channel.run(shlex.join(entry.argv), timeout=timeout)
+            result = channel.run(shlex.join(entry.argv), timeout=timeout, output=self.run_dir / f"{w.name}.out")
             entry.exit_status, entry.timed_out = result.exit_status, result.timed_out
             entry.seconds = round(result.duration, 2)
-            (self.run_dir / f"{w.name}.out").write_text(result.output)
             case.stdout = result.output[-20000:]
             if result.timed_out:
-                case.fail(f"hang: {w.name} did not finish within {timeout:.0f}s", result.output[-4000:], "hang")
+                self._hang(session, case, w.name, Path(entry.argv[0]).name, channel_works=True,
+                           why=f"did not finish within {timeout:.0f}s")
+                restart = f"{w.name} hung"
             else:
                 self._judge_workload(case, entry, result.output,
                                      parse_vmstat(channel.read_file("/proc/vmstat")), before)
-        except GuestError as exc:
-            alive = False
-            self._guest_trouble(case, exc)
+        except GuestSilent as exc:
+            self._hang(session, case, w.name, Path(entry.argv[0]).name, channel_works=False, why=str(exc))
+            restart = f"{w.name}: guest silent"
+        except (GuestError, ChannelError) as exc:
+            # A channel that fails because QEMU is gone is the guest's death.
+            death = session.machine.death() if isinstance(exc, ChannelError) else exc
+            if death is None:
+                raise
+            self._guest_trouble(case, death)
+            restart = f"{w.name}: {type(death).__name__}"
         self._end_case(case, start)
-        return alive
+        return restart
+
+    def _hang(self, session: GuestSession, case: CaseResult, workload: str, comm: str,
+              channel_works: bool, why: str) -> None:
+        """A hang finding whose title names where the task is stuck."""
+        self.record.guest_events.append(GuestEvent(case.name, "hang", why))
+        report = session.diagnose(comm, workload, channel_works)
+        text = f"{workload} {why}; SysRq w and l by {report.how}\n\n{report.text[-60000:]}"
+        case.fail(report.title, text, "hang")
+        self.triage.add_hang(case, report.title, report.function, report.start, text)
 
     def _judge_workload(self, case: CaseResult, entry: WorkloadRecord, output: str,
                         after: dict[str, int], before: dict[str, int]) -> None:
@@ -258,6 +299,7 @@ class Runner:
         for c in self.record.testcases:
             if c.name not in self.ran and c.status == "passed":
                 c.skip(f"not run: {self.stop_reason or 'an earlier testcase ended the run'}", "not-run")
+        shutil.rmtree(self.scratch, ignore_errors=True)
         self.record.status = "finished"
         self.record.exit_code = self._exit_code()
         self.record.finished = time.time()

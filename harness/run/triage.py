@@ -15,6 +15,7 @@ import re
 from harness import log
 from harness.config import KnownIssue
 from harness.console import Finding
+from harness.console.signature import signature_of
 from harness.run.record import CaseResult, FindingRecord
 
 FindingKey = tuple[int, str]
@@ -70,6 +71,14 @@ class Triage:
     @property
     def records(self) -> list[FindingRecord]:
         return list(self._records.values())
+
+    def add_hang(self, case: CaseResult, title: str, function: str | None, start: int, text: str) -> None:
+        """A hang kstress diagnosed itself (the kernel's own detectors said
+        nothing yet): recorded beside the console's findings."""
+        f = Finding(cls="hang", type="HANG", title=title, excerpt=text, start=start, end=start,
+                    guilty_function=function)
+        f.signature = signature_of(f)
+        self._records[finding_key(f)] = FindingRecord(case.name, None, f)
 
     def attribute(self, findings: list[Finding], case: CaseResult, start: int, end: int) -> None:
         """Findings whose report starts in [start, end) of console.log belong

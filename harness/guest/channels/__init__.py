@@ -9,6 +9,7 @@ from __future__ import annotations
 import shlex
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from pathlib import Path
 
 from harness.errors import CouldNotTest
 
@@ -30,13 +31,18 @@ class Channel(ABC):
     contract tests (tests/test_channel_contract.py)."""
 
     @abstractmethod
-    def run(self, command: str, timeout: float) -> CommandResult:
+    def run(self, command: str, timeout: float, output: Path | None = None) -> CommandResult:
         """Run ``command`` with /bin/sh in the guest; kill it after ``timeout`` s.
-        A command killed for its timeout has timed_out=True and exit_status None."""
+        A command killed for its timeout has timed_out=True and exit_status None.
+        With ``output``, the output is also written there: as it arrives where
+        the transport streams (SSH), else when the command ends."""
 
     @abstractmethod
     def upload(self, data: bytes, path: str, mode: int = 0o644, timeout: float = 120) -> None:
         """Write ``data`` to ``path`` in the guest."""
+
+    def close(self) -> None:  # noqa: B027 (a channel that holds nothing has nothing to close)
+        """Let go of what the channel holds (a connection); it may reconnect later."""
 
     def read_file(self, path: str, timeout: float = 30) -> str:
         r = self.run(f"cat -- {shlex.quote(path)}", timeout)

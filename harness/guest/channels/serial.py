@@ -21,6 +21,7 @@ import re
 import secrets
 import shlex
 import time
+from pathlib import Path
 from typing import Protocol
 
 from harness import log
@@ -119,7 +120,7 @@ class SerialChannel(Channel):
             raise ChannelError("the guest shell does not answer on the serial console")
         self._lost = False
 
-    def run(self, command: str, timeout: float) -> CommandResult:
+    def run(self, command: str, timeout: float, output: Path | None = None) -> CommandResult:
         if self._lost:
             self._resync()
         nonce = secrets.token_hex(6)
@@ -131,10 +132,12 @@ class SerialChannel(Channel):
             # The guest's own timeout should have fired: its shell is stuck.
             self._lost = True
             return CommandResult(None, "", True, took)
-        status, timed_out, output, intact = parse_result(got[0], nonce)
+        status, timed_out, text, intact = parse_result(got[0], nonce)
         if not intact:
             log.warn(f"guest command output may be garbled (length mismatch): {command[:60]}")
-        return CommandResult(None if timed_out else status, output, timed_out, took)
+        if output is not None:
+            output.write_text(text)
+        return CommandResult(None if timed_out else status, text, timed_out, took)
 
     def upload(self, data: bytes, path: str, mode: int = 0o644, timeout: float = 120) -> None:
         """Ship ``data`` as base64 lines through the shell (no file transfer

@@ -28,7 +28,7 @@ WORKLOAD_DIR = "usr/bin"
 KS_RUN = serial.KS_RUN.lstrip("/")  # the SerialChannel helper, images/initramfs/ks-run
 
 _S_IFDIR, _S_IFREG, _S_IFLNK, _S_IFCHR = 0o040000, 0o100000, 0o120000, 0o020000
-_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
 _DIRS = ["bin", "dev", "etc", "proc", "root", "run", "sbin", "sys", "tmp", "usr",
          "usr/bin", "usr/libexec", "usr/libexec/kstress", "usr/sbin"]
 
@@ -90,7 +90,7 @@ def initramfs_entries(binaries: dict[str, Path], busybox: Path = BUSYBOX,
 
     taken = {f"{WORKLOAD_DIR}/{n}" for n in binaries}
     for name, path in sorted(binaries.items()):
-        if not _NAME_RE.fullmatch(name):
+        if not NAME_RE.fullmatch(name):
             raise UsageError(f"workload name {name!r} is not a plain file name")
         try:
             data = Path(path).read_bytes()
