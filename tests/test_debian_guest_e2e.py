@@ -150,8 +150,9 @@ def test_qemu_killed_mid_run_is_our_error_and_results_are_kept(kernel_cache, tmp
         assert run is not None, "the workload never started"
         time.sleep(5)
         # This run's QEMU: its -name is kstress-<the kstress process's pid>-...
-        qemu = [int(line.split()[0]) for line in subprocess.run(
-            ["pgrep", "-a", "-f", "--", f"-name kstress-{proc.pid}-"], capture_output=True, text=True).stdout.splitlines()]
+        found = subprocess.run(["pgrep", "-a", "-f", "--", f"-name kstress-{proc.pid}-"],
+                               capture_output=True, text=True).stdout
+        qemu = [int(line.split()[0]) for line in found.splitlines()]
         assert len(qemu) == 1, qemu
         os.kill(qemu[0], signal.SIGKILL)
         out, err = proc.communicate(timeout=600)
