@@ -320,9 +320,14 @@ class Machine:
             self._eof = True
             self._cond.notify_all()
 
-    def death(self) -> GuestDied | None:
-        """How QEMU ended, once it has; None while it runs."""
-        if self._proc is None or self._proc.poll() is None:
+    def death(self, wait: float = 5) -> GuestDied | None:
+        """How QEMU ended, if it has or does within ``wait`` seconds (its
+        sockets close an instant before it can be reaped); None while it runs."""
+        if self._proc is None:
+            return None
+        try:
+            self._proc.wait(timeout=wait)
+        except subprocess.TimeoutExpired:
             return None
         return self._death()
 
