@@ -29,6 +29,7 @@ from harness.console.model import Frame
 from harness.errors import KstressError
 from harness.guest.channels import Channel
 from harness.guest.machine import Machine
+from harness.run.results import file_size
 
 SYSRQ_KEYS = ("w", "l")  # blocked tasks, then every CPU's backtrace
 SETTLE = 8.0  # seconds for the kernel to print the dumps (TCG, a busy host)
@@ -97,13 +98,6 @@ def stuck_function(text: str, comm: str) -> tuple[str | None, bool]:
     return None, False
 
 
-def _console_size(console_log: Path) -> int:
-    try:
-        return console_log.stat().st_size
-    except FileNotFoundError:
-        return 0
-
-
 def _sysrq(machine: Machine, channels: list[Channel]) -> str:
     command = "; ".join(f"echo {k} > /proc/sysrq-trigger" for k in SYSRQ_KEYS)
     for channel in channels:
@@ -123,7 +117,7 @@ def _sysrq(machine: Machine, channels: list[Channel]) -> str:
 def diagnose(machine: Machine, channels: list[Channel], console_log: Path, comm: str,
              workload: str) -> HangReport:
     """Dump what the kernel knows about the hang and name where ``comm`` is stuck."""
-    start = _console_size(console_log)
+    start = file_size(console_log)
     log.warn(f"{workload}: hang; asking the kernel for blocked tasks and CPU backtraces (SysRq w, l)")
     how = "none: QEMU is gone"
     if machine.running:

@@ -24,6 +24,14 @@ def new_run_dir(results: Path) -> tuple[str, Path]:
             continue
 
 
+def file_size(path: Path) -> int:
+    """Bytes in ``path`` so far (console.log grows while a guest runs); 0 before it exists."""
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
 def write_results(run_dir: Path, record: RunRecord) -> None:
     """run.json and junit.xml, each replaced atomically."""
     write_run_json(run_dir, record)

@@ -27,7 +27,7 @@ from harness.kernel import BuildRequest, KernelBuild, build_kernel
 from harness.run import verdict
 from harness.run.prepare import Planned, choose_workloads, prepare_guest
 from harness.run.record import CaseResult, GuestEvent, KernelRecord, RunRecord, WorkloadRecord, atomic_write_text
-from harness.run.results import new_run_dir, write_results
+from harness.run.results import file_size, new_run_dir, write_results
 from harness.run.session import GuestSession
 from harness.run.triage import Triage
 from harness.run.trouble import GuestTrouble
@@ -239,10 +239,7 @@ class Runner:
     # -- findings and guest trouble ---------------------------------------
 
     def _console_size(self) -> int:
-        try:
-            return self.console_log.stat().st_size
-        except FileNotFoundError:
-            return 0
+        return file_size(self.console_log)
 
     def _end_case(self, case: CaseResult, start: int) -> None:
         case.elapsed = time.monotonic() - self.current_t0
