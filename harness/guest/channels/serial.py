@@ -45,7 +45,14 @@ def marker_re(marker: str) -> re.Pattern:
     (the kernel writes its console between two FIFO loads of ours)."""
     parts = [re.escape(bytes([c])) for c in marker.encode()] + [rb"\r?\n"]
     return re.compile(_PRINTK_GAP.join(parts))
+
+
 _NOT_B64 = re.compile(rb"[^A-Za-z0-9+/=]")
+
+
+def strip_printk(data: bytes) -> bytes:
+    """``data`` without the kernel's console lines, whole or cut into ours."""
+    return _PRINTK.sub(b"", data)
 
 
 class SerialPort(Protocol):
@@ -71,7 +78,7 @@ def parse_result(region: bytes, nonce: str) -> tuple[int, bool, str, bool]:
     ``intact`` is False if the output's byte count does not match ks-run's,
     i.e. something we could not recognise got mixed into it.
     """
-    region = _PRINTK.sub(b"", region)
+    region = strip_printk(region)
     begin = re.search(rb"KS:" + nonce.encode() + rb":B (\d+) ([01]) (\d+)\r?\n", region)
     if begin is None:
         raise ChannelError(f"no result header for command {nonce} on the serial console")
