@@ -1,4 +1,4 @@
-"""The `kstress` command: run, build, scan, doctor.
+"""The `kstress` command: run, build, scan, doctor, cache.
 
 Exit codes (git bisect run friendly): 0 clean, 1 kernel findings,
 2 usage or config error, 125 could not test, 130 interrupted.
@@ -13,7 +13,7 @@ import sys
 import traceback
 from pathlib import Path
 
-from harness import __version__, log
+from harness import __version__, cache_entries, log
 from harness.config import apply_overrides, load_config, resolve_fragment
 from harness.console import scan_command
 from harness.doctor import doctor
@@ -69,6 +69,13 @@ def _parser() -> argparse.ArgumentParser:
     scan.add_argument("--vmlinux", help="vmlinux with debug info, to symbolize frames")
 
     sub.add_parser("doctor", help="check this host for what kstress needs")
+
+    cache = sub.add_parser("cache", help="list the kstress cache, or prune it to a size (least recently used first)")
+    cache_sub = cache.add_subparsers(dest="cache_command", required=True, parser_class=_Parser)
+    cache_sub.add_parser("list", help="every entry: kind, size, last use, path")
+    prune = cache_sub.add_parser("prune", help="evict least recently used entries that no run or build holds")
+    prune.add_argument("--max-size", required=True, help="size to prune down to, e.g. 40G")
+    prune.add_argument("--dry-run", action="store_true", help="only print what would be evicted")
     return p
 
 
@@ -85,6 +92,11 @@ def cmd_run(args) -> int:
         code = runner.run()
     finally:
         sys.stdout.write(runner.summary())
+    if cfg.cache_max_size is not None:
+        res = cache_entries.prune(cfg.cache_max_size)
+        if res.evicted:
+            log.info(f"cache pruned to {cache_entries.human(res.size_after)} (run.cache_max_size): "
+                     f"{len(res.evicted)} entries evicted")
     return code
 
 
@@ -111,7 +123,13 @@ def cmd_doctor(args) -> int:
     return doctor(args.cache)
 
 
-COMMANDS = {"run": cmd_run, "build": cmd_build, "scan": cmd_scan, "doctor": cmd_doctor}
+def cmd_cache(args) -> int:
+    if args.cache_command == "list":
+        return cache_entries.list_command()
+    return cache_entries.prune_command(args.max_size, dry_run=args.dry_run)
+
+
+COMMANDS = {"run": cmd_run, "build": cmd_build, "scan": cmd_scan, "doctor": cmd_doctor, "cache": cmd_cache}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from harness.cache_entries import parse_size
 from harness.errors import UsageError
 from harness.guest.machine import BOOT_TIMEOUT, SILENCE_TIMEOUT
 from harness.paths import CONFIGS_DIR, KERNEL_CONFIGS_DIR, default_fragments, shipped_configs
@@ -58,6 +59,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "seed": Key((int, type(None)), None, "seed for the workloads (null: random, recorded)"),
         "results": Key((str,), "results", "directory under which results/<run-id>/ is made"),
         "workload_grace": Key(_NUM, 60, "seconds a workload may run past its duration", minimum=0),
+        "cache_max_size": Key(_STR_OR_NULL, None,
+                              "size limit of the kstress cache, e.g. 40G: after the run, least recently used "
+                              "entries not in use are evicted (null: no limit)"),
     },
     "workloads": {},  # a list, see WORKLOAD_KEYS
     "known_issues": {},  # a list, see KNOWN_ISSUE_KEYS
@@ -120,6 +124,7 @@ class RunConfig:
     seed: int | None = None
     results: Path = Path("results")
     workload_grace: float = 60
+    cache_max_size: int | None = None  # bytes
     workloads: list[WorkloadChoice] = field(default_factory=list)
     known_issues: list[KnownIssue] = field(default_factory=list)
 
@@ -205,6 +210,11 @@ def _validate(root: yaml.Node | None, path: Path) -> RunConfig:
                     chk.fail(fields[name], keypath, f"no such file: {value}")
             elif name == "results":
                 value = Path(_resolve_path(value, Path.cwd()))
+            elif name == "cache_max_size" and value is not None:
+                try:
+                    value = parse_size(value)
+                except UsageError as exc:
+                    chk.fail(fields[name], keypath, str(exc))
             elif name == "node_memory_mb" and value is not None:
                 for i, item in enumerate(fields[name].value):
                     chk.value(item, f"{keypath}[{i}]", Key(_INT, None, "", minimum=128))
