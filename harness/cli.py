@@ -1,4 +1,4 @@
-"""The `kstress` command: run, build, scan, doctor, cache.
+"""The `kstress` command: run, build, scan, doctor, cache, compare.
 
 Exit codes (git bisect run friendly): 0 clean, 1 kernel findings,
 2 usage or config error, 125 could not test, 130 interrupted.
@@ -17,8 +17,9 @@ from harness import __version__, cache_entries, log
 from harness.config import apply_overrides, load_config, resolve_fragment
 from harness.console import scan_command
 from harness.doctor import doctor
-from harness.errors import EXIT_COULD_NOT_TEST, EXIT_INTERRUPTED, EXIT_USAGE, KstressError
+from harness.errors import EXIT_COULD_NOT_TEST, EXIT_INTERRUPTED, EXIT_USAGE, KstressError, UsageError
 from harness.kernel import BuildRequest, build_kernel
+from harness.modes.compare import SIDES, Comparison, Side
 from harness.paths import shipped_configs
 from harness.run.runner import Runner
 
@@ -69,6 +70,18 @@ def _parser() -> argparse.ArgumentParser:
     scan.add_argument("--vmlinux", help="vmlinux with debug info, to symbolize frames")
 
     sub.add_parser("doctor", help="check this host for what kstress needs")
+
+    cmp_ = sub.add_parser("compare", help="base versus patched kernel: N runs each, same seeds, a verdict per finding")
+    cmp_.add_argument("config", nargs="?", default=DEFAULT_CONFIG_NAME,
+                      help="run config for both sides (a file or a shipped config's name)")
+    cmp_.add_argument("--runs", type=int, default=10, help="runs per side (default 10)")
+    for side in SIDES:
+        cmp_.add_argument(f"--{side}-source", help=f"{side} kernel source (default: the config's)")
+        cmp_.add_argument(f"--{side}-ref", help=f"{side} git ref")
+        cmp_.add_argument(f"--{side}-patches", help=f"{side} patch series")
+    cmp_.add_argument("--results", help="directory for results/<compare-id>/")
+    cmp_.add_argument("--duration", type=int, help="seconds for every workload")
+    cmp_.add_argument("--seed", type=int, help="seed of the first round (round i: seed + i)")
 
     cache = sub.add_parser("cache", help="list the kstress cache, or prune it to a size (least recently used first)")
     cache_sub = cache.add_subparsers(dest="cache_command", required=True, parser_class=_Parser)
@@ -123,13 +136,28 @@ def cmd_doctor(args) -> int:
     return doctor(args.cache)
 
 
+def cmd_compare(args) -> int:
+    cfg = apply_overrides(load_config(args.config), duration=args.duration)
+    sides = tuple(Side(s, source=getattr(args, f"{s}_source"), ref=getattr(args, f"{s}_ref"),
+                       patches=getattr(args, f"{s}_patches")) for s in SIDES)
+    if (sides[0].source, sides[0].ref, sides[0].patches) == (sides[1].source, sides[1].ref, sides[1].patches):
+        raise UsageError("compare: the two sides are the same kernel; give --patched-patches (or "
+                         "--patched-source/--patched-ref, or --base-...)")
+    comparison = Comparison(cfg, sides, args.runs, Path(args.results or cfg.results), args.cache, args.seed)
+    try:
+        return comparison.run()
+    finally:
+        sys.stdout.write(comparison.summary())
+
+
 def cmd_cache(args) -> int:
     if args.cache_command == "list":
         return cache_entries.list_command()
     return cache_entries.prune_command(args.max_size, dry_run=args.dry_run)
 
 
-COMMANDS = {"run": cmd_run, "build": cmd_build, "scan": cmd_scan, "doctor": cmd_doctor, "cache": cmd_cache}
+COMMANDS = {"run": cmd_run, "build": cmd_build, "scan": cmd_scan, "doctor": cmd_doctor, "cache": cmd_cache,
+            "compare": cmd_compare}
 
 
 def main(argv: list[str] | None = None) -> int:
