@@ -1,4 +1,4 @@
-"""The `kstress` command: run, build, scan, doctor, cache, compare.
+"""The `kstress` command: run, build, scan, doctor, cache, compare, bisect, check.
 
 Exit codes (git bisect run friendly): 0 clean, 1 kernel findings,
 2 usage or config error, 125 could not test, 130 interrupted.
@@ -17,8 +17,17 @@ from harness import __version__, cache_entries, log
 from harness.config import apply_overrides, load_config, resolve_fragment
 from harness.console import scan_command
 from harness.doctor import doctor
-from harness.errors import EXIT_COULD_NOT_TEST, EXIT_INTERRUPTED, EXIT_USAGE, KstressError, UsageError
+from harness.errors import (
+    EXIT_CLEAN,
+    EXIT_COULD_NOT_TEST,
+    EXIT_FINDINGS,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    KstressError,
+    UsageError,
+)
 from harness.kernel import BuildRequest, build_kernel
+from harness.modes.bisect import Bisection, Checker, CommitCandidates, SeriesCandidates, Step, Target, bisect_clone_dir
 from harness.modes.compare import SIDES, Comparison, Side
 from harness.paths import shipped_configs
 from harness.run.runner import Runner
@@ -37,6 +46,30 @@ def _add_kernel_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--source", help="kernel source: directory, tarball or git repository")
     p.add_argument("--ref", help="git ref, with a git repository as --source")
     p.add_argument("--patches", help="patch series: a directory of *.patch or one mbox file")
+
+
+def _add_step_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--runs", type=int, default=5, help="clean runs that make a step good (default 5)")
+    p.add_argument("--title", help="the target finding's title (default: the first finding seen)")
+    p.add_argument("--title-regex", action="store_true", help="--title is a regular expression")
+    p.add_argument("--file", help="the target finding's source file, e.g. include/linux/swapops.h")
+    p.add_argument("--match", default="title,file", choices=("title,file", "title"),
+                   help="what identifies the target (default: title,file)")
+    p.add_argument("--target-run", help="a failing run's results directory: its first finding is the target")
+    p.add_argument("--results", help="directory for results/<bisect-id>/")
+    p.add_argument("--duration", type=int, help="seconds for every workload")
+    p.add_argument("--seed", type=int, help="seed of each step's first run (run j: seed + j)")
+
+
+def _target(args) -> Target | None:
+    match = tuple(args.match.split(","))
+    if args.target_run:
+        t = Target.from_run(Path(args.target_run))
+        t.match = match
+        return t
+    if args.file and not args.title:
+        raise UsageError("--file needs --title")
+    return Target(args.title, args.file, match, args.title_regex) if args.title else None
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -82,6 +115,20 @@ def _parser() -> argparse.ArgumentParser:
     cmp_.add_argument("--results", help="directory for results/<compare-id>/")
     cmp_.add_argument("--duration", type=int, help="seconds for every workload")
     cmp_.add_argument("--seed", type=int, help="seed of the first round (round i: seed + i)")
+
+    bis = sub.add_parser("bisect", help="the first patch of a series, or the first commit, that brings a finding in")
+    bis.add_argument("config", nargs="?", default=DEFAULT_CONFIG_NAME, help="run config for every step")
+    bis.add_argument("--series", help="patch series to bisect (on the config's source): patches 1..k per step")
+    bis.add_argument("--source", help="git repository whose commits to bisect, with --good and --bad")
+    bis.add_argument("--good", help="a commit without the finding")
+    bis.add_argument("--bad", help="a commit with it (a descendant of --good)")
+    _add_step_options(bis)
+
+    chk = sub.add_parser("check", help="one bisection step for `git bisect run`: 1 if the finding shows in "
+                                       "--runs runs, 0 if they stay clean of it, 125 if the kernel cannot be tested")
+    chk.add_argument("config", nargs="?", default=DEFAULT_CONFIG_NAME, help="run config")
+    _add_kernel_options(chk)
+    _add_step_options(chk)
 
     cache = sub.add_parser("cache", help="list the kstress cache, or prune it to a size (least recently used first)")
     cache_sub = cache.add_subparsers(dest="cache_command", required=True, parser_class=_Parser)
@@ -150,6 +197,36 @@ def cmd_compare(args) -> int:
         sys.stdout.write(comparison.summary())
 
 
+def cmd_bisect(args) -> int:
+    cfg = apply_overrides(load_config(args.config), duration=args.duration)
+    results = Path(args.results or cfg.results)
+    if bool(args.series) == bool(args.source):
+        raise UsageError("bisect: give either --series DIR or --source REPO --good A --bad B")
+    if args.series:
+        candidates = SeriesCandidates(Path(args.series), results / ".series")
+    else:
+        if not (args.good and args.bad):
+            raise UsageError("bisect --source needs --good and --bad")
+        candidates = CommitCandidates(Path(args.source), args.good, args.bad, bisect_clone_dir(Path(args.source)))
+    bisection = Bisection(cfg, candidates, _target(args), args.runs, results, args.cache, args.seed)
+    try:
+        return bisection.run()
+    finally:
+        sys.stdout.write(bisection.summary())
+
+
+def cmd_check(args) -> int:
+    cfg = apply_overrides(load_config(args.config), source=args.source, ref=args.ref, patches=args.patches,
+                          duration=args.duration)
+    results = Path(args.results or cfg.results)
+    checker = Checker(args.runs, results, args.cache, args.seed if args.seed is not None else 1)
+    step = Step(0, "check")
+    target = checker.check(step, cfg, _target(args))
+    print(f"kstress check: {step.verdict.upper()}: target {target.describe() if target else 'any finding'} "
+          f"hit in {step.hits} of {len(step.runs)} runs{'; ' + step.reason if step.reason else ''}")
+    return {"bad": EXIT_FINDINGS, "good": EXIT_CLEAN}.get(step.verdict, EXIT_COULD_NOT_TEST)
+
+
 def cmd_cache(args) -> int:
     if args.cache_command == "list":
         return cache_entries.list_command()
@@ -157,7 +234,7 @@ def cmd_cache(args) -> int:
 
 
 COMMANDS = {"run": cmd_run, "build": cmd_build, "scan": cmd_scan, "doctor": cmd_doctor, "cache": cmd_cache,
-            "compare": cmd_compare}
+            "compare": cmd_compare, "bisect": cmd_bisect, "check": cmd_check}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -215,3 +215,22 @@ def test_compare_runs_base_and_fix_with_the_same_seed(kernel_cache, tmp_path):
     doc = validate(out / "junit.xml")
     assert {tc.get("classname") for tc in doc.iter("testcase")} >= {"kstress.compare.base", "kstress.compare.patched"}
     assert "base" in res.stdout and "pgmigrate_success per run" in res.stdout
+
+
+def test_bisect_series_names_the_planted_patch(kernel_cache, tmp_path):
+    # Five patches, the third plants the swapops bug: bad end, good end, then
+    # patches 1..2 (good) and 1..3 (bad). Every step an incremental build.
+    series = REPO / "tests" / "data" / "bisect-series"
+    res = kstress(["bisect", str(QUICK), "--series", str(series), "--runs", "1", "--duration", "15",
+                   "--seed", "3", "--results", str(tmp_path)], kernel_cache)
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert "first bad: 03 0003-mm-migrate-unlock-before-remove-migration-ptes.patch" in res.stdout
+    out = run_dir_of(tmp_path)
+    data = json.loads((out / "bisect.json").read_text())
+    assert data["target"]["title"].startswith("kernel BUG at include/linux/swapops.h")
+    assert [(s["index"], s["verdict"]) for s in data["steps"]] == [(4, "bad"), (-1, "good"), (1, "good"), (2, "bad")]
+    doc = validate(out / "junit.xml")
+    assert doc.find(".//testcase[@name='first bad']/failure") is not None
+    for step_dir in (p for p in out.iterdir() if p.name.startswith("step")):
+        for run in step_dir.iterdir():
+            validate_run_json(run / "run.json")
