@@ -1,4 +1,5 @@
-from harness.stress.vmstat import deltas, missing_evidence, parse_vmstat
+import harness.stress.manifest as wl
+from harness.stress.vmstat import EVIDENCE_PREFIXES, deltas, missing_evidence, parse_vmstat
 
 BEFORE = "nr_free_pages 1000\npgmigrate_success 10\ncompact_stall 0\nthp_fault_alloc 3\npgfault 100\n"
 AFTER = ("nr_free_pages 900\npgmigrate_success 510\n[   12.345678] a printk line\n"
@@ -19,3 +20,11 @@ def test_missing_evidence_with_alternatives():
     d = {"pgmigrate_success": 5, "compact_stall": 0, "compact_migrate_scanned": 9, "thp_fault_alloc": 0}
     assert missing_evidence(d, ["pgmigrate_success", "compact_stall|compact_migrate_scanned"]) == []
     assert missing_evidence(d, ["thp_fault_alloc", "compact_stall"]) == ["thp_fault_alloc", "compact_stall"]
+
+
+def test_every_manifest_evidence_counter_is_kept_in_the_deltas():
+    # A counter deltas() drops could never count as moved.
+    for w in wl.load_workloads().values():
+        for entry in w.evidence:
+            for name in entry.split("|"):
+                assert name.startswith(EVIDENCE_PREFIXES), (w.name, name)

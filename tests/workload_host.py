@@ -40,6 +40,17 @@ def summary(out: str, name: str) -> dict[str, str]:
     return dict(pairs)
 
 
+DECISION = re.compile(r"^decision (\w+) n=(\d+) .*$", re.M)
+
+
+def decisions(out: str) -> dict[str, list[str]]:
+    """The "decision <stream> n=<n> ..." lines (--log, --plan), by stream."""
+    streams: dict[str, list[str]] = {}
+    for m in DECISION.finditer(out):
+        streams.setdefault(m.group(1), []).append(m.group(0))
+    return streams
+
+
 def counts(out: str, name: str) -> dict[str, int]:
     """The summary's whole-number values."""
     return {k: int(v) for k, v in summary(out, name).items() if v.isdigit()}

@@ -19,7 +19,9 @@
  * with write(2); the command line (an option table, parse_num, usage); the
  * seeded splitmix64 streams; the clock and progress pacing; NUMA nodes and
  * the move_pages/migrate_pages/get_mempolicy calls with their counters and
- * summary keys; fork children: their slots, reaping and exit statuses.
+ * summary keys; decision logs (--plan, --log) and seeded samples; the
+ * pattern words of verified pages; fork children: their slots, reaping and
+ * exit statuses.
  */
 #ifndef KSTRESS_H
 #define KSTRESS_H
@@ -500,6 +502,121 @@ static inline void migrate_whole(struct move_stats *s, unsigned long k)
 	else
 		ADD(s->mp_not_moved, ret);
 	ADD(s->mp_calls, 1);
+}
+
+/* -- decision logs and the plan ----------------------------------------- */
+
+/* --plan N (plan_decisions) prints the first N decisions of every seeded
+ * stream, from the seed alone; --log N (log_decisions) keeps the first N
+ * decisions each stream took, for the workload to print at its end
+ * (print_log).  A test compares the two. */
+static long plan_decisions, log_decisions;
+
+#define LOG_LINE 160
+
+struct dlog {
+	char *buf;   /* log_decisions + 1 lines of LOG_LINE bytes (dlog_alloc) */
+	long n;
+};
+
+static inline void dlog_alloc(struct dlog *l)
+{
+	l->buf = calloc(log_decisions + 1, LOG_LINE);
+	if (!l->buf)
+		die(EXIT_WORKLOAD, "out of memory for the decision log");
+}
+
+/* One decision: printed at once under --plan, kept if there is room. */
+static inline void __attribute__((format(printf, 2, 3)))
+log_line(struct dlog *l, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (plan_decisions) {
+		va_start(ap, fmt);
+		vprintf(fmt, ap);
+		va_end(ap);
+		putchar('\n');
+		return;
+	}
+	if (l->n >= log_decisions)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(l->buf + l->n * LOG_LINE, LOG_LINE, fmt, ap);
+	va_end(ap);
+	l->n++;
+}
+
+static inline void print_log(const struct dlog *l)
+{
+	for (long i = 0; i < l->n; i++)
+		printf("%s\n", l->buf + i * LOG_LINE);
+}
+
+/* want distinct numbers below n (fewer if n is smaller), sorted, into
+ * out[]; how many.  For a fork's sample of chunks or regions to lock in
+ * order. */
+static inline int pick_sorted(uint64_t *rng, int n, int want, int *out)
+{
+	int k = 0;
+
+	if (want > n)
+		want = n;
+	while (k < want) {
+		int c = rnd(rng) % n, i;
+
+		for (i = 0; i < k && out[i] != c; i++)
+			;
+		if (i < k)
+			continue;
+		for (i = k; i > 0 && out[i - 1] > c; i--)
+			out[i] = out[i - 1];
+		out[i] = c;
+		k++;
+	}
+	return k;
+}
+
+/* -- pattern words ------------------------------------------------------ */
+
+/* A verified page holds 512 words, each (magic, logical page, generation,
+ * word index): any word says where it belongs and how new it is.  The
+ * workload picks its own 16-bit magic. */
+#define PATTERN_LP_BITS 20
+#define PATTERN_GEN_MAX 0x7ffffU   /* 19 bits; generation 0 means "zeros expected" */
+
+static inline uint64_t pattern_word(uint64_t magic, uint32_t lp, uint32_t gen, unsigned w)
+{
+	return magic << 48 | (uint64_t)(lp & ((1U << PATTERN_LP_BITS) - 1)) << 28 |
+	       (uint64_t)(gen & PATTERN_GEN_MAX) << 9 | w;
+}
+
+/* What a word that came back wrong holds, for the report. */
+static inline const char *decode_word(uint64_t magic, uint64_t got, char *buf, size_t size)
+{
+	if (got >> 48 == magic)
+		snprintf(buf, size, "pattern of logical page %llu generation %llu word %llu",
+			 (unsigned long long)(got >> 28 & ((1U << PATTERN_LP_BITS) - 1)),
+			 (unsigned long long)(got >> 9 & PATTERN_GEN_MAX), (unsigned long long)(got & 511));
+	else
+		snprintf(buf, size, "%s", got ? "not a pattern word" : "zeros");
+	return buf;
+}
+
+/* -- a migrator's batch ------------------------------------------------- */
+
+/* Round number round of a migrator: moves those of pages[0..n) that are
+ * present to the next node (only queries them on one node; pages[] is
+ * reordered), and every 32nd round moves the whole process off one node. */
+static inline void migrate_round(struct move_stats *s, long round, int n, void **pages, int flags)
+{
+	int to[n], from[n];
+	int k = present_pages(s, n, pages, from, to);
+
+	if (k && nnodes > 1)
+		move_pages_to(s, k, pages, from, to, flags);
+	if (nnodes > 1 && round % 32 == 0)
+		migrate_whole(s, round / 32);
 }
 
 /* -- fork children ------------------------------------------------------ */
