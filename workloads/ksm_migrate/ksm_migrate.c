@@ -187,7 +187,8 @@ static struct cycle_op cycle_next(uint64_t *rng)
 	op.kind = r % 3 == 0 ? CY_RUN2 : CY_MADVISE;
 	op.mask = 1 + (r >> 8) % ((1u << REGIONS) - 1);
 	op.switch_man = (r >> 16) % 2;
-	op.gap = 3.0 + (double)((r >> 24) % 3000) / 1000;
+	/* Long enough that ksmd merges again and merged pages get moved. */
+	op.gap = 4.0 + (double)((r >> 24) % 4000) / 1000;
 	return op;
 }
 

@@ -19,8 +19,10 @@
  *     successful offline checks that each of those pages kept its data and
  *     maps a PFN outside the block (one inside an offline block is the
  *     kernel's fault); it holds the block offline for a seeded while and
- *     onlines it again (online_movable, else online).  EBUSY, EAGAIN and a
- *     timeout are normal outcomes (an unmovable page) and are counted;
+ *     onlines it again (online_movable, else online).  EBUSY, EAGAIN, EINVAL
+ *     and a timeout are normal outcomes (an unmovable page, memory holes)
+ *     and are counted; a block that keeps failing the same way is left out
+ *     of the picks (blocks_dropped);
  *   - the main thread forks children that verify what they inherited.
  * A supervisor process onlines again any candidate block left offline,
  * however the workload ends (exit, a fatal error, SIGTERM/SIGINT/SIGHUP,
@@ -207,8 +209,8 @@ struct block {
 	uint64_t start_pfn, end_pfn;
 	int node;                       /* -1: unknown */
 	int lost;                       /* it could not be onlined again */
-	int dropped;                    /* EINVAL twice running: holes, or zones */
-	int einval_run;
+	int dropped;                    /* out of play: it keeps failing the same way */
+	int fail_run, fail_errno;       /* failures in a row, and their errno */
 	unsigned long long offlined, busy, einval, timed_out, other;
 };
 
@@ -553,20 +555,27 @@ static void check_moved_out(const struct block *b, size_t n)
 	}
 }
 
+/* A block that failed with EINVAL twice running (memory holes in it, or it
+ * spans zones) or EBUSY DROP_BUSY times running (an unmovable page that
+ * stays, such as memblock's reservations at the top of a node) is left
+ * out of the picks from then on: the others get the offlines. */
+#define DROP_BUSY 3
+
+static void note_failure_run(struct block *b, int e)
+{
+	b->fail_run = b->fail_errno == e ? b->fail_run + 1 : 1;
+	b->fail_errno = e;
+	if ((e == EINVAL && b->fail_run >= 2) || (e == EBUSY && b->fail_run >= DROP_BUSY)) {
+		b->dropped = 1;
+		ADD(off.dropped, 1);
+	}
+}
+
 static void count_failure(struct block *b, int e)
 {
-	if (e == EINVAL) {
-		/* Memory holes in the block, or it spans zones: that lasts. */
-		ADD(off.einval, 1);
-		b->einval++;
-		if (++b->einval_run == 2) {
-			b->dropped = 1;
-			ADD(off.dropped, 1);
-		}
-		return;
-	}
-	b->einval_run = 0;
+	note_failure_run(b, e);
 	switch (e) {
+	case EINVAL: ADD(off.einval, 1); b->einval++; return;   /* holes, zones */
 	case EBUSY: ADD(off.busy, 1); b->busy++; return;   /* an unmovable page */
 	case EAGAIN: ADD(off.again, 1); b->other++; return;
 	case EINTR: ADD(off.timed_out, 1); b->timed_out++; return;   /* our alarm */
@@ -628,7 +637,7 @@ static void offline_cycle(struct offline_op op)
 	}
 	ADD(off.offlined, 1);
 	b->offlined++;
-	b->einval_run = 0;
+	b->fail_run = 0;
 	ADD(off.pages_in_block, n);
 	if (took > off.longest_offline)
 		off.longest_offline = took;
