@@ -125,7 +125,8 @@ def test_repo_manifests():
     assert "pgmigrate_success" in w.evidence
     assert w.argv(5, 9) == ["/usr/bin/migrate_fork", "--duration", "5", "--seed", "9"]
     shared = (REPO / "workloads" / "lib" / "kstress.h").resolve()
-    for name in ("migrate_fork", "swapcache_migrate", "vma_churn", "thp_split", "reclaim_pressure"):
+    for name in ("migrate_fork", "swapcache_migrate", "vma_churn", "thp_split", "reclaim_pressure",
+                 "ksm_migrate", "offline_migrate"):
         assert [h.resolve() for h in ws[name].headers] == [shared], name
 
 
