@@ -203,7 +203,7 @@ def cmd_bisect(args) -> int:
     if bool(args.series) == bool(args.source):
         raise UsageError("bisect: give either --series DIR or --source REPO --good A --bad B")
     if args.series:
-        candidates = SeriesCandidates(Path(args.series), results / ".series")
+        candidates = SeriesCandidates(Path(args.series))
     else:
         if not (args.good and args.bad):
             raise UsageError("bisect --source needs --good and --bad")

@@ -66,7 +66,7 @@ def fake(monkeypatch):
 
 
 def bisect_series(tmp_path, runs=3, target=None):
-    return Bisection(load_config("quick"), SeriesCandidates(SERIES, tmp_path / "s"), target, runs,
+    return Bisection(load_config("quick"), SeriesCandidates(SERIES), target, runs,
                      tmp_path / "res", seed=2)
 
 
@@ -216,11 +216,11 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, capsys, fake):
 
 
 def test_check_is_one_step_with_bisect_run_exit_codes(tmp_path, fake, capsys):
-    series3 = SeriesCandidates(SERIES, tmp_path / "s").config(load_config("quick"), 2).patches
+    series3 = SeriesCandidates(SERIES).config(load_config("quick"), 2, tmp_path / "s").patches
     assert main(["check", "quick", "--patches", series3, "--runs", "2", "--results", str(tmp_path),
                  "--title", SWAPOPS.title, "--file", SWAPOPS.file]) == 1
     assert "BAD" in capsys.readouterr().out
-    series2 = SeriesCandidates(SERIES, tmp_path / "s").config(load_config("quick"), 1).patches
+    series2 = SeriesCandidates(SERIES).config(load_config("quick"), 1, tmp_path / "s").patches
     assert main(["check", "quick", "--patches", series2, "--runs", "2", "--results", str(tmp_path),
                  "--title", SWAPOPS.title, "--file", SWAPOPS.file]) == 0
     fake.broken = {2}

@@ -152,16 +152,16 @@ class Checker:
 class SeriesCandidates:
     """Candidate k (0-based) applies patches 1..k+1 of a series; the good end applies none."""
 
-    def __init__(self, series_dir: Path, work: Path):
+    def __init__(self, series_dir: Path):
         self.patches = load_series(series_dir)
-        self.work = work
         self.labels = [f"{i + 1:02d} {p.name}" for i, p in enumerate(self.patches)]
 
-    def config(self, cfg: RunConfig, index: int) -> RunConfig:
+    def config(self, cfg: RunConfig, index: int, scratch: Path) -> RunConfig:
+        """The config of candidate ``index``, its series prefix written under ``scratch``."""
         out = apply_overrides(cfg)
         out.patches = None  # the series replaces the config's patches
         if index >= 0:
-            d = self.work / f"series-{index + 1:02d}"
+            d = scratch / f"series-{index + 1:02d}"
             d.mkdir(parents=True, exist_ok=True)
             for p in self.patches[:index + 1]:
                 (d / p.name).write_bytes(p.data)
@@ -209,7 +209,7 @@ class CommitCandidates:
             raise UsageError(f"{option} {ref}: no such commit in {repo}")
         return sha
 
-    def config(self, cfg: RunConfig, index: int) -> RunConfig:
+    def config(self, cfg: RunConfig, index: int, scratch: Path | None = None) -> RunConfig:
         commit = self.good if index < 0 else self.commits[index]
         # git rewrites only the files that differ, keeping the others' mtimes:
         # the build's working copy sync and make then redo only those.
@@ -279,7 +279,7 @@ class Bisection:
         step = Step(index, label)
         self.steps.append(step)
         try:
-            cfg = self.candidates.config(self.cfg, index)
+            cfg = self.candidates.config(self.cfg, index, self.dir / "series")
             self.target = self.checker.check(step, cfg, self.target, stop_at_hit)
         except CouldNotTest as exc:
             step.verdict, step.reason = "skip", str(exc).splitlines()[0]
