@@ -14,7 +14,7 @@ MAX_REPORT_LINES = 800
 MAX_QUIET_LINES = 12     # free-text lines with nothing report-like before we call the report over
 MAX_QUIET_BEFORE_STACK = 60   # the same before the stack a report must have (other CPUs' chatter in between)
 MAX_QUIET_IN_STACK = 8   # unknown lines inside a stack (another CPU's) if the stack goes on after them
-MAX_FOREIGN_LINES = 40   # other tasks' lines (PRINTK_CALLER) in a row before we call the report over
+MAX_FOREIGN_LINES = 60   # other tasks' lines (PRINTK_CALLER) in a row before we call the report over
 MAX_STAMP_GAP = 5.0      # seconds: a line stamped this far from the report's last line is not its
 
 # Lines that belong to a report even though they are not frames.
@@ -55,6 +55,7 @@ _STACK_BODY = re.compile(
     r"(?:hard|soft)irqs last|irq event stamp|Sending NMI|NMI backtrace|Disabling lock debugging|"
     r"INFO: lockdep is turned off|=+$|-+$|\*\*\*|RSP <|Stack:|Pid: \d+, comm:|Process |task: [0-9a-f]|"
     r"\[\s*[0-9a-f]{8,16}\]|[0-9a-f]{8,16}(?: [0-9a-f]{8,16})+\s*$|[0-9a-f]{3,4}:(?:\s+[0-9a-f]{8})+\s*$)")
+_RULE_LINE = re.compile(r"^\s*=+\s*$")
 _CALL_TRACE = re.compile(r"^\s*(?:Call Trace:|Call trace:|Backtrace:|stack backtrace:)")
 _IRQ_STAMP = re.compile(r"^\s*(?:hard|soft)irqs last\s+(?:en|dis)abled at")
 _IRQ_END = re.compile(r"^\s*(?:</IRQ>|<EOI>|</NMI>)")
@@ -129,6 +130,7 @@ class _Extent:
         self.quiet = 0            # unknown lines since the last line of the report
         self.foreign = 0          # other tasks' lines since the last line of the report
         self.phase = "head"       # "head", "stack" or "section"
+        self.frames = 0           # frames (or register lines) seen since the phase began
         self.stamped = start.time is not None
         self.last_time = start.time
         self.own_task = start.ctx if start.ctx and start.ctx[0] == "T" else None
@@ -153,6 +155,7 @@ class _Extent:
         if found:
             other = found[0]
             if not _belongs_to(self.rule, other, self.lines, self.state):
+                self._drop_next_reports_banner()
                 return False
             self.state["previous_same"] = other is self.rule
             self.state["seen_die"] = self.state["seen_die"] or bool(_DIE_LINE.search(text))
@@ -170,22 +173,31 @@ class _Extent:
         section = _STACK_START.match(text)
         if section:
             self.phase = "stack" if _FRAMES_FOLLOW.match(text) else "section"
+            self.frames = 0
             if _CALL_TRACE.match(text):
                 self.state["own_stack"] = True    # a panic after the report's own stack is its aftermath
             self._body(line)
             return True
         if _STACK_BODY.match(text):
+            self.frames += 1
             self._body(line)
             return True
         if _FRAME_HINT.search(text):
             if self.phase == "head":
                 self.phase = "stack"     # frames without a header (old kernels)
+            self.frames += 1
             self._body(line)
             return True
         if self.phase != "stack" and _BODY.match(text):
             self._body(line)
             return True
         return self._unknown(line)
+
+    def _drop_next_reports_banner(self) -> None:
+        """A blank line and a row of "=" just before the next report are that report's (lockdep's, KASAN's)."""
+        kept = self.lines[:self.last_body + 1]
+        if len(kept) > 2 and _RULE_LINE.match(kept[-1].text) and not kept[-2].text.strip():
+            self.last_body -= 2
 
     def _body(self, line: Line) -> None:
         self.lines.append(line)
@@ -197,9 +209,9 @@ class _Extent:
     def _unknown(self, line: Line) -> bool:
         self.lines.append(line)
         self.quiet += 1
-        if self.phase == "stack":
+        if self.phase == "stack" and self.frames:
             return self.quiet <= MAX_QUIET_IN_STACK
-        if self.phase == "head" and self.rule.guilty != "none":
+        if self.phase == "stack" or self.phase == "head" and self.rule.guilty != "none":
             return self.quiet <= MAX_QUIET_BEFORE_STACK
         return self.quiet <= MAX_QUIET_LINES
 
