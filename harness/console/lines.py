@@ -20,7 +20,7 @@ _SYSLOG = re.compile(
 _DMESG_T = re.compile(r"^\[[A-Z][a-z]{2} [A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d \d{4}\] ")
 _PRINTK = re.compile(
     r"^(?:<\d{1,2}>)?"
-    r"(?:\[\s*\d+\.\d+\])?"
+    r"(?:\[\s*(?P<time>\d+\.\d+)\])?"
     r"(?:\s?\[\s*(?P<ctx>[TC]\d+)\])?"
     r"(?: |(?=\S)|$)")
 
@@ -36,10 +36,17 @@ class Line:
     end: int            # offset just past the raw line, excluding the newline
     text: str           # kernel text, prefixes removed
     ctx: Optional[str]  # printk caller id "T123"/"C1", if printed
+    time: Optional[float] = None    # printk timestamp, if printed
 
 
 def clean(raw: str):
     """Return (kernel text, caller id) of one raw console line."""
+    text, ctx, _ = clean_stamped(raw)
+    return text, ctx
+
+
+def clean_stamped(raw: str):
+    """Return (kernel text, caller id, printk timestamp or None) of one raw console line."""
     if "\x1b" in raw:
         raw = _ANSI.sub("", raw)
     if _CONTROL.search(raw):
@@ -50,7 +57,7 @@ def clean(raw: str):
             raw = raw[match.end():]
     elif raw[:1] == "[" and _DMESG_T.match(raw):
         raw = _DMESG_T.sub("", raw, 1)
-    ctx = None
+    ctx = stamp = None
     if raw[:1] not in "[<" and "[" in raw:
         match = _EMBEDDED_PRINTK.search(raw, 1)
         if match:
@@ -59,5 +66,7 @@ def clean(raw: str):
         match = _PRINTK.match(raw)
         if match and match.end():
             ctx = match.group("ctx")
+            if match.group("time"):
+                stamp = float(match.group("time"))
             raw = raw[match.end():]
-    return raw.rstrip(), ctx
+    return raw.rstrip(), ctx, stamp

@@ -11,7 +11,11 @@ from .rules import BOOT_BANNER, PANIC_MSG_END, Rule, match_rule
 from .signature import signature_of
 
 MAX_REPORT_LINES = 800
-MAX_QUIET_LINES = 60     # lines with nothing report-like before we call the report over
+MAX_QUIET_LINES = 12     # free-text lines with nothing report-like before we call the report over
+MAX_QUIET_BEFORE_STACK = 60   # the same before the stack a report must have (other CPUs' chatter in between)
+MAX_QUIET_IN_STACK = 8   # unknown lines inside a stack (another CPU's) if the stack goes on after them
+MAX_FOREIGN_LINES = 60   # other tasks' lines (PRINTK_CALLER) in a row before we call the report over
+MAX_STAMP_GAP = 5.0      # seconds: a line stamped this far from the report's last line is not its
 
 # Lines that belong to a report even though they are not frames.
 _BODY = re.compile(
@@ -36,6 +40,22 @@ _STACK_START = re.compile(r"^\s*(?:Call Trace:|Call trace:|Backtrace:|stack back
                           r"Allocated in|Freed in|backtrace \(crc|The buggy address|Memory state around|"
                           r"irq event stamp|other info that might help|the existing dependency chain|"
                           r"Showing all locks held|NMI backtrace for cpu|Sending NMI|Uninit was|Task dump for CPU)")
+# Sections whose lines are frames (a stack), unlike KASAN's or lockdep's free-text sections.
+_FRAMES_FOLLOW = re.compile(r"^\s*(?:Call Trace:|Call trace:|Backtrace:|stack backtrace:|Stack:|Allocated by task|"
+                            r"Freed by task|Last potentially related|Second to last potentially|Allocated in|"
+                            r"Freed in|backtrace \(crc|NMI backtrace for cpu|Task dump for CPU|Uninit was)")
+# Lines of a stack or register dump, and the lines a dump may end with.
+_STACK_BODY = re.compile(
+    r"^\s*(?:(?:RIP|EIP|RSP|ESP|RAX|RBX|RCX|RDX|RSI|RDI|RBP|R\d+|EAX|EBX|ECX|EDX|ESI|EDI|EBP|DS|ES|FS|GS|CS|SS|"
+    r"CR\d|DR\d|PKRU|ORIG_RAX|EFLAGS|pc|lr|sp|fp|x\d+|r\d+|psr|pstate|ip|Flags|Control)\s*:|"
+    r"Register r\d+ information|Process \S+ \(pid:|"
+    r"(?:RIP|EIP|PC is at|LR is at)\s|Code:|Modules linked in|Kernel Offset|CPU: \d+ (?:UID: \d+ )?PID|"
+    r"Hardware name:|Workqueue:|Call Trace|Call trace|<TASK>|</TASK>|<IRQ>|</IRQ>|<NMI>|</NMI>|<EOI>|"
+    r"\? |\[<|Dumping ftrace|\(ftrace buffer empty\)|Kernel panic|Rebooting in|Shutting down cpus|"
+    r"(?:hard|soft)irqs last|irq event stamp|Sending NMI|NMI backtrace|Disabling lock debugging|"
+    r"INFO: lockdep is turned off|=+$|-+$|\*\*\*|RSP <|Stack:|Pid: \d+, comm:|Process |task: [0-9a-f]|"
+    r"\[\s*[0-9a-f]{8,16}\]|[0-9a-f]{8,16}(?: [0-9a-f]{8,16})+\s*$|[0-9a-f]{3,4}:(?:\s+[0-9a-f]{8})+\s*$)")
+_RULE_LINE = re.compile(r"^\s*=+\s*$")
 _CALL_TRACE = re.compile(r"^\s*(?:Call Trace:|Call trace:|Backtrace:|stack backtrace:)")
 _IRQ_STAMP = re.compile(r"^\s*(?:hard|soft)irqs last\s+(?:en|dis)abled at")
 _IRQ_END = re.compile(r"^\s*(?:</IRQ>|<EOI>|</NMI>)")
@@ -89,46 +109,123 @@ def _belongs_to(rule: Rule, other: Rule, lines: List[Line], state: dict) -> bool
     return other is rule and (early < 8 and state["previous_same"] or early < rule.repeat_window)
 
 
-def extent(following: Iterator[Line], start: Line, rule: Rule) -> List[Line]:
-    """Lines of the report beginning at ``start``; stops before the next report or boot."""
-    lines = [start]
-    last_body = 0
-    quiet = 0
-    state = {"seen_die": bool(_DIE_LINE.search(start.text)), "own_stack": False, "previous_same": True}
-    own_task = start.ctx if start.ctx and start.ctx[0] == "T" else None
-    for line in following:
+class _Extent:
+    """Walks the lines after a report's first line and decides where the report ends.
+
+    A report is a header part (free text: the message, task and lock lines), then
+    stacks (frames, registers, IRQ markers) and sections between them (KASAN's
+    object and shadow dumps, lockdep's chains).  It ends at the kernel's own end
+    marker, at a line that starts another report or boot, or at the first run of
+    lines that cannot be its: within a stack one unknown line ends it (a few are
+    tolerated when the stack goes on right after them: another CPU's line), in the
+    free-text parts a longer run; a line stamped far from the report's time, or a
+    line without a stamp in a stamped report (user space writing to the console),
+    is never the report's.  Trailing lines that are not the report's are dropped.
+    """
+
+    def __init__(self, start: Line, rule: Rule):
+        self.rule = rule
+        self.lines = [start]
+        self.last_body = 0
+        self.quiet = 0            # unknown lines since the last line of the report
+        self.foreign = 0          # other tasks' lines since the last line of the report
+        self.phase = "head"       # "head", "stack" or "section"
+        self.frames = 0           # frames (or register lines) seen since the phase began
+        self.stamped = start.time is not None
+        self.last_time = start.time
+        self.own_task = start.ctx if start.ctx and start.ctx[0] == "T" else None
+        self.state = {"seen_die": bool(_DIE_LINE.search(start.text)), "own_stack": False,
+                      "previous_same": True}
+
+    def feed(self, line: Line) -> bool:
+        """Take the next line; False when the report ended before it."""
         text = line.text
-        if own_task and line.ctx and line.ctx != own_task:
+        if self.own_task and line.ctx and line.ctx != self.own_task:
             # Another task's line interleaved (PRINTK_CALLER tells): it neither
             # ends this report nor counts as its body (_stacks filters it too).
-            lines.append(line)
-            continue
+            self.foreign += 1
+            self.lines.append(line)
+            return self.foreign <= MAX_FOREIGN_LINES
         if END_OF_REPORT.search(text):
-            lines.append(line)
-            last_body = len(lines) - 1
-            break
+            self._body(line)
+            return False
         if BOOT_BANNER.match(text):
-            break       # the machine rebooted: whatever came before is over
+            return False        # the machine rebooted: whatever came before is over
         found = match_rule(text) if ANCHOR_TEXT.search(text) else None
         if found:
             other = found[0]
-            if not _belongs_to(rule, other, lines, state):
-                break
-            state["previous_same"] = other is rule
-            state["seen_die"] = state["seen_die"] or bool(_DIE_LINE.search(text))
-        lines.append(line)
-        if _CALL_TRACE.match(text):
-            state["own_stack"] = True     # a panic after the report's own stack is its aftermath
-        if _is_body(text):
-            last_body = len(lines) - 1
-            quiet = 0
-        else:
-            quiet += 1
-            if quiet > MAX_QUIET_LINES:
-                break
-        if len(lines) >= MAX_REPORT_LINES:
+            if not _belongs_to(self.rule, other, self.lines, self.state):
+                self._drop_next_reports_banner()
+                return False
+            self.state["previous_same"] = other is self.rule
+            self.state["seen_die"] = self.state["seen_die"] or bool(_DIE_LINE.search(text))
+            self._body(line)
+            return True
+        if self.stamped and line.time is None and text.strip():
+            # User space writing to the console (syzkaller's programs, a shell): not
+            # the report's, but the kernel may go on with the report after it.
+            self.foreign += 1
+            self.lines.append(line)
+            return self.foreign <= MAX_FOREIGN_LINES
+        if self.stamped and line.time is not None and abs(line.time - self.last_time) > MAX_STAMP_GAP \
+                and not (_FRAME_HINT.search(text) or _STACK_BODY.match(text)):
+            return False        # a message of another moment
+        section = _STACK_START.match(text)
+        if section:
+            self.phase = "stack" if _FRAMES_FOLLOW.match(text) else "section"
+            self.frames = 0
+            if _CALL_TRACE.match(text):
+                self.state["own_stack"] = True    # a panic after the report's own stack is its aftermath
+            self._body(line)
+            return True
+        if _STACK_BODY.match(text):
+            self.frames += 1
+            self._body(line)
+            return True
+        if _FRAME_HINT.search(text):
+            if self.phase == "head":
+                self.phase = "stack"     # frames without a header (old kernels)
+            self.frames += 1
+            self._body(line)
+            return True
+        if self.phase != "stack" and _BODY.match(text):
+            self._body(line)
+            return True
+        return self._unknown(line)
+
+    def _drop_next_reports_banner(self) -> None:
+        """A blank line and a row of "=" just before the next report are that report's (lockdep's, KASAN's)."""
+        kept = self.lines[:self.last_body + 1]
+        if len(kept) > 2 and _RULE_LINE.match(kept[-1].text) and not kept[-2].text.strip():
+            self.last_body -= 2
+
+    def _body(self, line: Line) -> None:
+        self.lines.append(line)
+        self.last_body = len(self.lines) - 1
+        self.quiet = self.foreign = 0
+        if line.time is not None:
+            self.last_time = line.time
+
+    def _unknown(self, line: Line) -> bool:
+        self.lines.append(line)
+        self.quiet += 1
+        if self.phase == "stack" and self.frames:
+            return self.quiet <= MAX_QUIET_IN_STACK
+        if self.phase == "stack" or self.phase == "head" and self.rule.guilty != "none":
+            return self.quiet <= MAX_QUIET_BEFORE_STACK
+        return self.quiet <= MAX_QUIET_LINES
+
+    def report(self) -> List[Line]:
+        return self.lines[:self.last_body + 1]
+
+
+def extent(following: Iterator[Line], start: Line, rule: Rule) -> List[Line]:
+    """Lines of the report beginning at ``start``; stops before the next report or boot."""
+    walk = _Extent(start, rule)
+    for line in following:
+        if not walk.feed(line) or len(walk.lines) >= MAX_REPORT_LINES:
             break
-    return lines[:last_body + 1]
+    return walk.report()
 
 
 def prelude(lines_before: List[Line], rule: Rule) -> List[Line]:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import BinaryIO, Iterable, Iterator, List, Optional, Union
 
 from . import prefilter
-from .lines import Line, clean
+from .lines import Line, clean_stamped
 from .model import Finding
 from .reports import build_finding, extent, prelude
 from .rules import BOOT_BANNER, CLEAN_SHUTDOWN, KERNEL_BANNER, match_rule
@@ -60,8 +60,8 @@ class _Buffer:
         raw = self.decode(start, end)
         if raw.endswith("\r"):
             raw = raw[:-1]
-        text, ctx = clean(raw)
-        return Line(self.base + start, self.base + end, text, ctx)
+        text, ctx, stamp = clean_stamped(raw)
+        return Line(self.base + start, self.base + end, text, ctx, stamp)
 
     def lines_after(self, line: Line, limit: int) -> Iterator[Line]:
         pos = line.end - self.base + 1
