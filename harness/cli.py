@@ -29,6 +29,7 @@ from harness.errors import (
 from harness.kernel import BuildRequest, build_kernel
 from harness.modes.bisect import Bisection, Checker, CommitCandidates, SeriesCandidates, Step, Target, bisect_clone_dir
 from harness.modes.compare import SIDES, Comparison, Side
+from harness.modes.variants import VariantRuns
 from harness.paths import shipped_configs
 from harness.run.runner import Runner
 
@@ -89,6 +90,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--duration", type=int, help="seconds for every workload")
     run.add_argument("--seed", type=int, help="workload seed (default: random, recorded)")
     run.add_argument("--accel", choices=("auto", "kvm", "tcg"), help="override guest.accel")
+    run.add_argument("--variant", action="append", metavar="NAME",
+                     help="run only this kernel of the config's kernel.variants (repeatable; 'default' is the "
+                          "config's own kernel; default: all of them)")
 
     build = sub.add_parser("build", help="build a kernel and print its artifact directory")
     build.add_argument("config", nargs="?", default=DEFAULT_CONFIG_NAME,
@@ -96,6 +100,9 @@ def _parser() -> argparse.ArgumentParser:
     _add_kernel_options(build)
     build.add_argument("--base-config", help="make target or .config path (default: tinyconfig)")
     build.add_argument("--fragment", action="append", help="Kconfig fragment (repeatable; replaces the config's)")
+    build.add_argument("--variant", action="append", metavar="NAME",
+                       help="build this kernel of the config's kernel.variants (repeatable; 'default' is the "
+                            "config's own kernel)")
 
     scan = sub.add_parser("scan", help="print the kernel findings in console logs")
     scan.add_argument("logs", nargs="+", help="console or dmesg files")
@@ -147,7 +154,11 @@ def cmd_run(args) -> int:
     cfg = apply_overrides(load_config(args.config), source=args.source, ref=args.ref,
                           patches=args.patches, results=args.results,
                           duration=args.duration, seed=args.seed, accel=args.accel)
-    runner = Runner(cfg, args.cache)
+    kernels = list(dict.fromkeys(args.variant or cfg.kernel_names()))
+    # One kernel is an ordinary run; several are the variants mode (a parent
+    # results directory, a combined summary, junit.xml and exit code).
+    runner = Runner(cfg.for_kernel(kernels[0]), args.cache) if len(kernels) == 1 else \
+        VariantRuns(cfg, kernels, cfg.results, args.cache)
     try:
         code = runner.run()
     finally:
@@ -163,15 +174,17 @@ def cmd_run(args) -> int:
 def cmd_build(args) -> int:
     cfg = apply_overrides(load_config(args.config), source=args.source, ref=args.ref,
                           patches=args.patches)
-    fragments = cfg.fragments
+    if args.fragment and args.variant:
+        raise UsageError("build: give --fragment or --variant, not both")
     if args.fragment:
-        fragments = [resolve_fragment(f, Path.cwd()) for f in args.fragment]
-    req = BuildRequest(source=cfg.source, ref=cfg.ref, patches=cfg.patches,
-                       base_config=args.base_config or cfg.base_config,
-                       fragments=[str(f) for f in fragments])
-    kernel = build_kernel(req, args.cache)
-    log.info(f"kernel {kernel.key}: {'cache hit' if kernel.cache_hit else 'built'}")
-    print(kernel.artifact_dir)
+        cfg.fragments = [resolve_fragment(f, Path.cwd()) for f in args.fragment]
+    for one in [cfg.for_kernel(name) for name in dict.fromkeys(args.variant or [cfg.kernel_name])]:
+        req = BuildRequest(source=one.source, ref=one.ref, patches=one.patches,
+                           base_config=args.base_config or one.base_config,
+                           fragments=[str(f) for f in one.fragments])
+        kernel = build_kernel(req, args.cache)
+        log.info(f"kernel {one.kernel_name} {kernel.key}: {'cache hit' if kernel.cache_hit else 'built'}")
+        print(kernel.artifact_dir, flush=True)
     return 0
 
 
