@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-# Counter families that show migration, compaction, THP, swap and reclaim activity.
+# Counter families that show migration, compaction, THP, swap and reclaim activity
+# (drop_: writes to /proc/sys/vm/drop_caches). A manifest's evidence is one of these.
 EVIDENCE_PREFIXES = ("pgmigrate_", "compact_", "thp_", "numa_", "pgfault", "ksm_", "pswp", "swap_ra",
-                     "pgsteal_", "pgscan_", "pgdemote_", "workingset_")
+                     "pgsteal_", "pgscan_", "pgdemote_", "workingset_", "drop_")
 
 
 def parse_vmstat(text: str) -> dict[str, int]:
