@@ -300,15 +300,25 @@ def test_image_from_a_cached_rootfs(tmp_path):
 
 
 def test_bad_workloads_are_refused_before_any_build(tmp_path):
-    script = tmp_path / "script"
-    script.write_text("#!/bin/sh\n")
-    with pytest.raises(UsageError, match="statically linked"):
-        debian.build_image({"w": script}, tmp_path)
+    text = tmp_path / "text"
+    text.write_text("echo no interpreter line\n")
+    with pytest.raises(UsageError, match="neither a statically linked x86_64 ELF nor a #! script"):
+        debian.build_image({"w": text}, tmp_path)
     with pytest.raises(UsageError, match="cannot read"):
         debian.build_image({"w": tmp_path / "missing"}, tmp_path)
     with pytest.raises(UsageError, match="plain file name"):
         debian.build_image({"../w": BUSYBOX}, tmp_path)
     assert not (tmp_path / "debian").exists()
+
+
+def test_a_script_needs_its_interpreter_in_the_image(tmp_path):
+    tree = tmp_path / "tree"
+    (tree / "usr" / "bin").mkdir(parents=True)
+    (tree / "usr" / "bin" / "python3").symlink_to("python3.11")  # as Debian's: a relative link
+    debian._check_interpreters({"ok": b"#!/usr/bin/python3\nprint(1)\n", "elf": b"\x7fELF..."}, tree)
+    assert debian.script_interpreter(b"#! /usr/bin/env  python3 -u\n") == "/usr/bin/env"
+    with pytest.raises(UsageError, match=r"workload perl_w: its interpreter /usr/bin/perl is not in the Debian image"):
+        debian._check_interpreters({"perl_w": b"#!/usr/bin/perl\n"}, tree)
 
 
 @pytest.mark.skipif(not shutil.which("qemu-img"), reason="needs qemu-img (Debian package qemu-utils)")

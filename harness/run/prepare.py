@@ -5,14 +5,14 @@ image, the accelerator and the machine's configuration."""
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness import log
 from harness.config import RunConfig
 from harness.errors import UsageError
 from harness.guest.accel import resolve_accel
-from harness.guest.images import debian
+from harness.guest.images import PROGRAMS, debian
 from harness.guest.images.debian import make_overlay
 from harness.guest.images.initramfs import build_initramfs
 from harness.guest.machine import DEFAULT_CMDLINE, GuestConfig, tcg_relaxations
@@ -20,14 +20,16 @@ from harness.kernel import KernelBuild
 from harness.procs import run_tool
 from harness.run.record import GuestRecord
 from harness.stress import adapters
-from harness.stress.manifest import Workload, load_workloads
+from harness.stress.manifest import Workload, companions, load_workloads
 
 
 @dataclass
 class Planned:
     workload: Workload
     duration: int
-    skipped: str | None = None  # why it cannot run on this kernel
+    skipped: str | None = None  # why it cannot run on this kernel or guest
+    skip_type: str = ""  # missing-kernel-options | guest-lacks (the testcase's skip type)
+    companions: list[Workload] = field(default_factory=list)  # what it runs (manifest runs), in the guest too
 
 
 @dataclass
@@ -68,10 +70,25 @@ def choose_workloads(cfg: RunConfig, dotconfig: str) -> list[Planned]:
             raise UsageError(f"{cfg.path}: workloads: unknown workload {choice.name!r} "
                              f"(available: {', '.join(sorted(available))})")
         w = available[choice.name]
-        missing = w.missing_options(dotconfig)
-        why = f"the kernel lacks {', '.join(missing)}" if missing else None
-        chosen.append(Planned(w, choice.duration or w.default_duration, why))
+        planned = Planned(w, choice.duration or w.default_duration, companions=companions(w, available))
+        planned.skip_type, planned.skipped = why_skipped([w, *planned.companions], dotconfig, cfg.image)
+        chosen.append(planned)
     return chosen
+
+
+def why_skipped(group: list[Workload], dotconfig: str, image: str) -> tuple[str, str | None]:
+    """(skip type, reason) when the kernel or the guest image lacks what a workload and what it
+    runs need; ("", None) when it can run."""
+    missing = list(dict.fromkeys(opt for w in group for opt in w.missing_options(dotconfig)))
+    if missing:
+        return "missing-kernel-options", f"the kernel lacks {', '.join(missing)}"
+    needs = list(dict.fromkeys(need for w in group for need in w.rules.guest_needs))
+    lacking = [need for need in needs if need not in PROGRAMS[image]]
+    if lacking:
+        images = [name for name, programs in PROGRAMS.items() if set(needs) <= programs]
+        use = f"; use guest.image {' or '.join(images)}" if images else ""
+        return "guest-lacks", f"needs {', '.join(lacking)}: guest.image {image} has none{use}"
+    return "", None
 
 
 def swap_kind(cfg: RunConfig) -> str:
@@ -81,7 +98,8 @@ def swap_kind(cfg: RunConfig) -> str:
 
 
 def prepare_guest(cfg: RunConfig, kernel: KernelBuild, planned: list[Planned], cache_dir: Path | None) -> GuestPlan:
-    binaries = {p.workload.name: adapters.build(p.workload, cache_dir) for p in planned if not p.skipped}
+    binaries = adapters.build_all([w for p in planned if not p.skipped for w in (p.workload, *p.companions)],
+                                  cache_dir)
     swap = swap_kind(cfg)
     if swap == "disk" and cfg.image != "debian":
         raise UsageError(f"{cfg.path}: guest.swap: disk needs guest.image debian (the initramfs has "

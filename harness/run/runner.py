@@ -180,7 +180,7 @@ class Runner:
             kind=w.kind, argv=w.argv(p.duration, self.seed), duration=p.duration,
             stresses=w.stresses, evidence=w.evidence, skipped=p.skipped)
         if p.skipped:
-            case.skip(f"skipped: {p.skipped}", "missing-kernel-options")
+            case.skip(f"skipped: {p.skipped}", p.skip_type)
             log.warn(f"workload {w.name} skipped: {p.skipped}")
             self.ran.add(w.name)
             self._write()

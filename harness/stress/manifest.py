@@ -17,37 +17,90 @@ from pathlib import Path
 from harness.errors import UsageError
 from harness.kernel.kconfig import parse_dotconfig
 from harness.paths import WORKLOADS_DIR
+from harness.stress.vmstat import EVIDENCE_PREFIXES
 from harness.yamlcheck import Key, YamlChecker, compose_file
 
 MANIFEST = "manifest.yaml"
 GUEST_BIN_DIR = "/usr/bin"
-KINDS = ("c",)  # one adapter each in harness.stress.adapters
 # What a workload may claim to stress; a closed list catches typos.
 STRESSES = ("migration", "compaction", "fork", "thp", "split", "ksm", "swap",
             "reclaim", "mprotect", "mremap", "numa")
 PLACEHOLDERS = {"duration": 1, "seed": 1}
+_COUNTER = "(?:" + "|".join(re.escape(p) for p in EVIDENCE_PREFIXES) + r")[a-z0-9_]*"
+WORKLOAD_NAME = re.compile(r"[a-z][a-z0-9_]*\Z")
 
 _LIST = (list,)
+# The keys of every kind; a kind adds its own (Kind.keys).
 MANIFEST_KEYS: dict[str, Key] = {
     "name": Key((str,), None, "the workload's name, same as its directory"),
     "description": Key((str,), None, "one line on what it does"),
-    "kind": Key((str,), "c", "how it is built and run", choices=KINDS),
+    "kind": Key((str,), "c", "how it is built and run"),
     "stresses": Key(_LIST, None, f"what it stresses: some of {', '.join(STRESSES)}"),
     "kernel_options": Key(_LIST, None, "CONFIG_ symbols the kernel needs"),
     "default_duration": Key((int,), None, "seconds", minimum=1),
-    "sources": Key(_LIST, None, "C files, relative to the manifest"),
-    "headers": Key(_LIST, [], "headers the sources include, relative to the manifest (e.g. ../lib/kstress.h)"),
     "argv": Key(_LIST, None, "arguments; {duration} and {seed} are filled in"),
     "evidence": Key(_LIST, None, "/proc/vmstat counters that must move"),
+    "runs": Key(_LIST, [], "other workloads it starts in the guest: their files, kernel options and "
+                           "guest needs are its own too"),
 }
 _ITEM_RULES = {
     "stresses": (re.compile("(?:" + "|".join(STRESSES) + r")\Z"), f"one of {', '.join(STRESSES)}"),
     "kernel_options": (re.compile(r"CONFIG_[A-Z0-9_]+\Z"), "a CONFIG_ symbol such as CONFIG_MIGRATION"),
-    "sources": (re.compile(r"[^/].*\.c\Z"), "a relative path to a .c file"),
-    "headers": (re.compile(r"[^/].*\.h\Z"), "a relative path to a .h file"),
     "argv": (re.compile(r".*", re.S), "a string"),
-    "evidence": (re.compile(r"[a-z][a-z0-9_]*\Z"), "a /proc/vmstat counter name such as pgmigrate_success"),
+    # The counters the runner records (stress.vmstat); "a|b": either moves.
+    "evidence": (re.compile(rf"(?:{_COUNTER})(?:\|(?:{_COUNTER}))*\Z"),
+                 f"a /proc/vmstat counter of the families {', '.join(EVIDENCE_PREFIXES)} "
+                 f"(a|b: either), such as pgmigrate_success"),
+    "runs": (WORKLOAD_NAME, "a workload's name such as migrate_fork"),
 }
+_C_SOURCE = (re.compile(r"[^/].*\.c\Z"), "a relative path to a .c file")
+_C_HEADER = (re.compile(r"[^/].*\.h\Z"), "a relative path to a .h file")
+_PY_SOURCE = (re.compile(r"[^/].*\.py\Z"), "a relative path to a .py file")
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One workload kind as data: the keys its manifests have besides
+    MANIFEST_KEYS, how its command line starts, and what it needs of the guest
+    image. An adapter in harness.stress.adapters makes its guest files."""
+
+    help: str
+    keys: dict[str, Key] = field(default_factory=dict)
+    items: dict[str, tuple[re.Pattern, str]] = field(default_factory=dict)  # its list keys' item rules
+    files: tuple[str, ...] = ()  # its keys that list files relative to the manifest
+    nonempty: tuple[str, ...] = ()  # list keys that need at least one item
+    entry: str | None = None  # the file among the sources that is the workload's program
+    # The guest command line before the manifest's argv ({bin}, {name}, {duration}, {seed}).
+    command: tuple[str, ...] = ("{bin}/{name}",)
+    reserved: tuple[str, ...] = ()  # argv items the command adds itself
+    guest_needs: tuple[str, ...] = ()  # programs the guest image must have (guest.images.PROGRAMS)
+
+
+STRESS_NG_RUNNER = "ks-stress-ng"  # workloads/lib/ks_stress_ng.py in the guest
+KINDS: dict[str, Kind] = {
+    "c": Kind(
+        "a static binary compiled from C (initramfs or Debian guest)",
+        keys={"sources": Key(_LIST, None, "C files, relative to the manifest"),
+              "headers": Key(_LIST, [], "headers the sources include, relative to the manifest "
+                                        "(e.g. ../lib/kstress.h)")},
+        items={"sources": _C_SOURCE, "headers": _C_HEADER},
+        files=("sources", "headers"), nonempty=("sources",)),
+    "python": Kind(
+        "Python 3 scripts run by the guest's python3; each source goes to /usr/bin/<its stem>",
+        keys={"sources": Key(_LIST, None, "Python files (#!/usr/bin/python3), relative to the manifest; "
+                                          "<name>.py is the workload, others are programs it runs")},
+        items={"sources": _PY_SOURCE}, files=("sources",), nonempty=("sources",), entry="{name}.py",
+        guest_needs=("python3",)),
+    "stress-ng": Kind(
+        "Debian's stress-ng: argv are its arguments, run by ks-stress-ng with --timeout, --seed, --verify",
+        nonempty=("argv",),
+        command=(f"{{bin}}/{STRESS_NG_RUNNER}", "--name", "{name}", "--duration", "{duration}",
+                 "--seed", "{seed}", "--"),
+        reserved=("--timeout", "-t", "--seed", "--yaml", "-Y", "--verify", "--metrics", "--metrics-brief",
+                  "--log-file", "--temp-path", "--sequential", "--all", "-a", "--random", "-r"),
+        guest_needs=("python3", "stress-ng")),
+}
+MANIFEST_KEYS["kind"] = Key((str,), "c", "how it is built and run", choices=tuple(KINDS))
 
 
 @dataclass
@@ -58,22 +111,28 @@ class Workload:
     stresses: list[str]
     kernel_options: list[str]
     default_duration: int
-    sources: list[Path]
     argv_template: list[str]
     evidence: list[str]
     directory: Path
+    sources: list[Path] = field(default_factory=list)
     # Files the sources #include from outside their own directory: part of
     # the build's cache key, and their directories are -I paths.
     headers: list[Path] = field(default_factory=list)
+    runs: list[str] = field(default_factory=list)  # workloads it starts in the guest
+
+    @property
+    def rules(self) -> Kind:
+        return KINDS[self.kind]
 
     @property
     def guest_path(self) -> str:
-        return f"{GUEST_BIN_DIR}/{self.name}"
+        return self.argv(1, 1)[0]
 
     def argv(self, duration: int, seed: int) -> list[str]:
         """The command line in the guest (str.format on each template item)."""
         values = {"duration": int(duration), "seed": int(seed)}
-        return [self.guest_path] + [a.format(**values) for a in self.argv_template]
+        command = [c.format(bin=GUEST_BIN_DIR, name=self.name, **values) for c in self.rules.command]
+        return command + [a.format(**values) for a in self.argv_template]
 
     def missing_options(self, dotconfig_text: str) -> list[str]:
         """The kernel options it needs that the built .config lacks."""
@@ -86,23 +145,43 @@ def load_workloads(directory: Path | None = None) -> dict[str, Workload]:
     directory = Path(directory) if directory is not None else WORKLOADS_DIR
     if not directory.is_dir():
         raise UsageError(f"{directory}: no such workloads directory")
+    manifests = sorted(directory.glob(f"*/{MANIFEST}"))
+    names = {m.parent.name for m in manifests}
     out = {}
-    for manifest in sorted(directory.glob(f"*/{MANIFEST}")):
-        w = load_manifest(manifest)
+    for manifest in manifests:
+        w = load_manifest(manifest, names)
         out[w.name] = w
     return out
 
 
-def load_manifest(path: Path) -> Workload:
+def companions(w: Workload, registry: dict[str, Workload]) -> list[Workload]:
+    """The workloads ``w`` runs (its ``runs``, and theirs), each once, never ``w`` itself."""
+    out: dict[str, Workload] = {}
+    todo = list(w.runs)
+    while todo:
+        name = todo.pop(0)
+        if name != w.name and name not in out:
+            out[name] = registry[name]
+            todo.extend(registry[name].runs)
+    return list(out.values())
+
+
+def load_manifest(path: Path, known: set[str] | None = None) -> Workload:
+    """One manifest; ``known``: the names ``runs`` may list (None: not checked)."""
     path = Path(path)
     root = compose_file(path, "manifest")
     chk = YamlChecker(path)
     if root is None:
         chk.fail(None, "", f"empty manifest (expected keys: {', '.join(MANIFEST_KEYS)})")
     fields = chk.mapping(root, "")
-    chk.unknown(fields, MANIFEST_KEYS, "")
+    kind_key = MANIFEST_KEYS["kind"]
+    kind_name = chk.value(fields["kind"], "kind", kind_key) if "kind" in fields else kind_key.default
+    kind = KINDS[kind_name]
+    keys = {**MANIFEST_KEYS, **kind.keys}
+    _other_kinds_keys(chk, fields, kind_name)
+    chk.unknown(fields, keys, "")
     values = {}
-    for name, key in MANIFEST_KEYS.items():
+    for name, key in keys.items():
         if name not in fields:
             if key.default is not None:
                 values[name] = key.default
@@ -110,27 +189,58 @@ def load_manifest(path: Path) -> Workload:
             chk.fail(root, name, f"missing key ({key.help})")
         values[name] = chk.value(fields[name], name, key)
         if key.types == _LIST:
-            pattern, what = _ITEM_RULES[name]
+            pattern, what = kind.items.get(name) or _ITEM_RULES[name]
             for i, (item, v) in enumerate(chk.strings(fields[name], name)):
                 if not pattern.match(v):
                     chk.fail(item, f"{name}[{i}]", f"expected {what}, got {v!r}")
     directory = path.resolve().parent
     if values["name"] != directory.name:
         chk.fail(fields["name"], "name", f"expected the directory's name {directory.name!r}, got {values['name']!r}")
-    if not values["sources"]:
-        chk.fail(fields["sources"], "sources", "expected at least one source file")
-    sources, headers = (_files(chk, fields, values, name, directory) for name in ("sources", "headers"))
-    for i, item in enumerate(values["argv"]):
+    for name in kind.nonempty:
+        if not values[name]:
+            chk.fail(fields[name], name, f"expected at least one item (kind {kind_name}: {kind.help})")
+    files = {name: _files(chk, fields, values, name, directory) for name in kind.files}
+    if kind.entry:
+        entry = kind.entry.format(name=values["name"])
+        if entry not in values["sources"]:
+            chk.fail(fields["sources"], "sources", f"expected {entry} among them: the workload's own program")
+    _check_argv(chk, fields, values["argv"], kind_name)
+    _check_runs(chk, fields, values, known)
+    return Workload(name=values["name"], kind=kind_name, description=values["description"],
+                    stresses=values["stresses"], kernel_options=values["kernel_options"],
+                    default_duration=values["default_duration"], argv_template=values["argv"],
+                    evidence=values["evidence"], directory=directory, sources=files.get("sources", []),
+                    headers=files.get("headers", []), runs=values["runs"])
+
+
+def _other_kinds_keys(chk: YamlChecker, fields: dict, kind: str) -> None:
+    """A key of another kind is named as such, not as an unknown key."""
+    for other, rules in KINDS.items():
+        for name in rules.keys:
+            if other != kind and name in fields and name not in KINDS[kind].keys:
+                chk.fail(fields[name], name, f"a key of kind {other}, not of kind {kind}")
+
+
+def _check_argv(chk: YamlChecker, fields: dict, argv: list[str], kind: str) -> None:
+    for i, item in enumerate(argv):
         try:
             item.format(**PLACEHOLDERS)
         except (KeyError, IndexError, ValueError) as exc:
             chk.fail(fields["argv"].value[i], f"argv[{i}]",
                      f"expected only {{duration}} and {{seed}} placeholders, got {item!r} ({exc!r})")
-    return Workload(name=values["name"], kind=values["kind"], description=values["description"],
-                    stresses=values["stresses"], kernel_options=values["kernel_options"],
-                    default_duration=values["default_duration"], sources=sources,
-                    argv_template=values["argv"], evidence=values["evidence"],
-                    directory=directory, headers=headers)
+        option = item.split("=", 1)[0]
+        if option in KINDS[kind].reserved:
+            chk.fail(fields["argv"].value[i], f"argv[{i}]",
+                     f"{option} is added by kind {kind} itself (from {{duration}} and {{seed}})")
+
+
+def _check_runs(chk: YamlChecker, fields: dict, values: dict, known: set[str] | None) -> None:
+    for i, name in enumerate(values["runs"]):
+        if name == values["name"]:
+            chk.fail(fields["runs"].value[i], f"runs[{i}]", "a workload cannot run itself")
+        if known is not None and name not in known:
+            chk.fail(fields["runs"].value[i], f"runs[{i}]",
+                     f"unknown workload {name!r} (available: {', '.join(sorted(known))})")
 
 
 def _files(chk: YamlChecker, fields: dict, values: dict, name: str, directory: Path) -> list[Path]:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 # Counter families that show migration, compaction, THP, KSM, swap and reclaim
 # activity (slabs_scanned: objects reclaim asked the shrinkers to scan;
-# cow_ksm: writes that broke COW on a KSM page, CONFIG_KSM).
+# cow_ksm: writes that broke COW on a KSM page, CONFIG_KSM; drop_: writes to
+# /proc/sys/vm/drop_caches). A manifest's evidence is one of these.
 EVIDENCE_PREFIXES = ("pgmigrate_", "compact_", "thp_", "numa_", "pgfault", "ksm_", "cow_ksm", "pswp", "swap_ra",
-                     "pgsteal_", "pgscan_", "pgdemote_", "workingset_", "slabs_scanned")
+                     "pgsteal_", "pgscan_", "pgdemote_", "workingset_", "slabs_scanned", "drop_")
 
 
 def parse_vmstat(text: str) -> dict[str, int]:

@@ -368,8 +368,16 @@ def build_rootfs(cache_dir: Path | None = None, *, recipe_dir: Path = RECIPE_DIR
 
 # ---------------------------------------------------------------- the disk image
 
+def script_interpreter(data: bytes) -> str | None:
+    """The interpreter a "#!" script names (its first word), or None for anything else."""
+    if not data.startswith(b"#!"):
+        return None
+    words = data[2:].split(b"\n", 1)[0].split()
+    return words[0].decode(errors="replace") if words else None
+
+
 def _binaries_digest(binaries: dict[str, Path]) -> tuple[dict[str, bytes], str]:
-    """The workloads' contents, checked as the initramfs checks them, and their hash."""
+    """The workloads' contents (static ELF binaries or "#!" scripts) and their hash."""
     data = {}
     for name, path in sorted(binaries.items()):
         if not NAME_RE.fullmatch(name):
@@ -378,9 +386,19 @@ def _binaries_digest(binaries: dict[str, Path]) -> tuple[dict[str, bytes], str]:
             data[name] = Path(path).read_bytes()
         except OSError as exc:
             raise UsageError(f"workload binary {name}: cannot read {path}: {exc.strerror}") from None
-        if not is_static_elf(data[name]):
-            raise UsageError(f"workload binary {name} ({path}) is not a statically linked x86_64 ELF")
+        if not is_static_elf(data[name]) and not script_interpreter(data[name]):
+            raise UsageError(f"workload binary {name} ({path}) is neither a statically linked x86_64 ELF "
+                             f"nor a #! script")
     return data, _digest({n: hashlib.sha256(d).hexdigest() for n, d in data.items()})
+
+
+def _check_interpreters(data: dict[str, bytes], tree: Path) -> None:
+    """A script's interpreter must be in the image (a missing one fails every run of it, silently)."""
+    for name, blob in data.items():
+        interp = script_interpreter(blob)
+        if interp and not os.path.lexists(tree / interp.lstrip("/")):
+            raise UsageError(f"workload {name}: its interpreter {interp} is not in the Debian image "
+                             f"(add its package to {RECIPE_DIR / 'packages'})")
 
 
 def _tree_bytes(tree: Path) -> int:
@@ -389,10 +407,11 @@ def _tree_bytes(tree: Path) -> int:
 
 
 def build_image(binaries: dict[str, Path], cache_dir: Path | None = None, **rootfs_opts) -> DebianImage:
-    """A raw ext4 image: the cached rootfs plus ``binaries`` in /usr/bin (a workload wins over a
-    file of the same name). ``rootfs_opts`` go to build_rootfs."""
+    """A raw ext4 image: the cached rootfs plus ``binaries`` (static binaries and scripts, mode 0755)
+    in /usr/bin (a workload wins over a file of the same name). ``rootfs_opts`` go to build_rootfs."""
     data, bin_key = _binaries_digest(binaries)
     tree = build_rootfs(cache_dir, **rootfs_opts)
+    _check_interpreters(data, tree)
     rkey = tree.parent.name.removeprefix("rootfs-")
     key = _digest({"schema": KEY_SCHEMA, "rootfs": rkey, "binaries": bin_key, "free": FREE_SPACE})
     parent = tree.parent.parent

@@ -64,3 +64,7 @@ def build(w: Workload, cache_dir: Path | None = None) -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return binary
+
+
+def guest_files(w: Workload, cache_dir: Path | None = None) -> dict[str, Path]:
+    return {w.name: build(w, cache_dir)}
