@@ -18,7 +18,8 @@ strategy:
 import re
 import sys
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Tuple
+from functools import lru_cache
+from typing import Callable, Dict, FrozenSet, List, Optional, Tuple
 
 from . import frames as fr
 from .model import Frame
@@ -284,9 +285,25 @@ RULES: List[Rule] = [
 ]
 
 
+_RULE_ANCHORS = tuple(dict.fromkeys(anchor for rule in RULES for anchor in rule.anchors))
+
+
+@lru_cache(maxsize=None)
+def _rules_with(anchors: FrozenSet[str]) -> Tuple[Rule, ...]:
+    return tuple(rule for rule in RULES if any(anchor in anchors for anchor in rule.anchors))
+
+
 def match_rule(text: str):
-    """(rule, match) for the first rule matching a cleaned console line, else None."""
-    for rule in RULES:
+    """(rule, match) for the first rule matching a cleaned console line, else None.
+
+    Only the rules whose anchors the line holds can match it (test_console_rules
+    checks this of every rule), so only those are tried: a chatter line that
+    holds "WARNING" costs the WARNING rules, not all of them.
+    """
+    present = frozenset(anchor for anchor in _RULE_ANCHORS if anchor in text)
+    if not present:
+        return None
+    for rule in _rules_with(present):
         match = rule.pattern.search(text)
         if match:
             return rule, match
