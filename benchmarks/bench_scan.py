@@ -113,13 +113,15 @@ def _soak_material():
     oops = (CAPTURED / "swapops-6.12-fork-1.log").read_bytes()
     started = clean.index(b"WL-START")
     boot = clean[:started]
-    # Chatter: the clean run's lines after boot (user space's WL- lines without
-    # timestamps among them), minus its power-down; the hang capture's SysRq dump
-    # as kstress asked for it; the corpus's crash-free logs.
-    ordinary = clean[started:clean.index(b"reboot: Power down")]
+    # Chatter: the boot's own ordinary lines over and over (banners left out), the
+    # clean run's lines after boot (user space's WL- lines without timestamps
+    # among them) minus its power-down; the hang capture's boot and its SysRq
+    # dump as kstress asked for it; the corpus's crash-free logs.
+    ordinary = clean[:clean.index(b"reboot: Power down")]
     ordinary = ordinary[:ordinary.rfind(b"\n") + 1]
-    sysrq = hang[hang.index(b"sysrq: Show Blocked State"):]
-    sysrq = sysrq[sysrq.index(b"\n") + 1:]
+    sysrq = hang[:hang.index(b"reboot: ")] if b"reboot: " in hang else hang
+    ordinary, sysrq = (b"".join(line for line in part.splitlines(keepends=True)
+                                if not _BANNER.search(line.decode("utf-8", "replace"))) for part in (ordinary, sysrq))
     # One boot: the corpus logs' boot banners (firmware, "Linux version") are left out.
     corpus = "".join(line for case in read_dir(corpus_dir() / "report") if not case.title
                      for line in case.log.splitlines(keepends=True) if not _BANNER.search(line)).encode()
@@ -136,6 +138,14 @@ def _soak_material():
     return boot, chatter, with_marker, without_marker, oops[oops_start:]
 
 
+def _cycle(chatter: bytes, pos: int, size: int) -> bytes:
+    """About ``size`` bytes of whole chatter lines from ``pos`` on, going round the chatter."""
+    taken = chatter[pos:]
+    while len(taken) < size:
+        taken += chatter
+    return taken[:taken.rfind(b"\n", 0, size) + 1]
+
+
 def build_soak_log(path: Path, size_mb: int):
     """Write the soak-shaped log; return [(start, end, expected title)] of the reports that must be found."""
     boot, chatter, with_marker, without_marker, oops = _soak_material()
@@ -145,8 +155,7 @@ def build_soak_log(path: Path, size_mb: int):
         out.write(boot)
         written, index, pos = len(boot), 0, 0
         while written < size * 0.9:
-            take = chatter[pos:pos + SOAK_REPORT_EVERY]
-            take = take[:take.rfind(b"\n") + 1] or chatter[:SOAK_REPORT_EVERY]
+            take = _cycle(chatter, pos, SOAK_REPORT_EVERY)
             pos = (pos + len(take)) % len(chatter)
             report = with_marker if index % 2 == 0 else without_marker
             out.write(take + report)
@@ -160,7 +169,7 @@ def build_soak_log(path: Path, size_mb: int):
             out.write(take)
             written += len(take)
     # The first WARNING is the finding; its repeats are its aftermath.
-    first = len(boot) + len(chatter[:SOAK_REPORT_EVERY][:chatter[:SOAK_REPORT_EVERY].rfind(b"\n") + 1])
+    first = len(boot) + len(_cycle(chatter, 0, SOAK_REPORT_EVERY))
     planted.insert(0, (first, first + len(with_marker), "WARNING in deferred_split_folio"))
     return planted
 
@@ -173,16 +182,46 @@ def anchor_density(path: Path) -> float:
     return sum(1 for line in data.splitlines() if anchors.search(line)) / (len(data) / 10240)
 
 
+def _hwm_kb(pid: int) -> int:
+    """VmHWM (peak resident set) of a live process, in kB; 0 once it is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            return next((int(row.split()[1]) for row in status if row.startswith("VmHWM:")), 0)
+    except OSError:
+        return 0
+
+
+def _children(pid: int):
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(x) for x in f.read().split()]
+    except OSError:
+        return []
+
+
 def _run(argv, stdout_path):
-    """(seconds, peak RSS in MB) of a child process."""
+    """(seconds, peak RSS in MB) of a child process and the processes it starts (the scan's grep).
+
+    Peaks are read from /proc (VmHWM) while it runs: the rusage of wait4 would
+    report this benchmark's own peak too (Linux keeps the parent's high-water
+    mark across fork and exec).
+    """
+    peaks = {}
     with open(stdout_path, "wb") as out:
         start = time.perf_counter()
         child = subprocess.Popen(argv, stdout=out, env=dict(os.environ, LC_ALL="C"))
-        _, status, usage = os.wait4(child.pid, 0)
+        while True:
+            for pid in [child.pid, *_children(child.pid)]:
+                peaks[pid] = max(peaks.get(pid, 0), _hwm_kb(pid))
+            waited, status = os.waitpid(child.pid, os.WNOHANG)
+            if waited:
+                break
+            time.sleep(0.01)
         elapsed = time.perf_counter() - start
-    if os.waitstatus_to_exitcode(status) not in (0, 1):
+    child.returncode = os.waitstatus_to_exitcode(status)
+    if child.returncode not in (0, 1):
         raise SystemExit(f"{argv[0]} failed with {status}")
-    return elapsed, usage.ru_maxrss / 1024
+    return elapsed, sum(peaks.values()) / 1024
 
 
 def measure(log: Path, planted, work: Path, repeats: int):
