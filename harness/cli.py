@@ -1,4 +1,4 @@
-"""The `kstress` command: run, build, scan, doctor.
+"""The `kstress` command: run, build, scan, doctor, cache, compare, bisect, check.
 
 Exit codes (git bisect run friendly): 0 clean, 1 kernel findings,
 2 usage or config error, 125 could not test, 130 interrupted.
@@ -13,12 +13,23 @@ import sys
 import traceback
 from pathlib import Path
 
-from harness import __version__, log
+from harness import __version__, cache_entries, log
 from harness.config import apply_overrides, load_config, resolve_fragment
 from harness.console import scan_command
 from harness.doctor import doctor
-from harness.errors import EXIT_COULD_NOT_TEST, EXIT_INTERRUPTED, EXIT_USAGE, KstressError
+from harness.errors import (
+    EXIT_CLEAN,
+    EXIT_COULD_NOT_TEST,
+    EXIT_FINDINGS,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    KstressError,
+    UsageError,
+)
 from harness.kernel import BuildRequest, build_kernel
+from harness.modes.bisect import Bisection, Checker, CommitCandidates, SeriesCandidates, Step, Target, bisect_clone_dir
+from harness.modes.compare import SIDES, Comparison, Side
+from harness.modes.variants import VariantRuns
 from harness.paths import shipped_configs
 from harness.run.runner import Runner
 
@@ -38,6 +49,30 @@ def _add_kernel_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--patches", help="patch series: a directory of *.patch or one mbox file")
 
 
+def _add_step_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--runs", type=int, default=5, help="clean runs that make a step good (default 5)")
+    p.add_argument("--title", help="the target finding's title (default: the first finding seen)")
+    p.add_argument("--title-regex", action="store_true", help="--title is a regular expression")
+    p.add_argument("--file", help="the target finding's source file, e.g. include/linux/swapops.h")
+    p.add_argument("--match", default="title,file", choices=("title,file", "title"),
+                   help="what identifies the target (default: title,file)")
+    p.add_argument("--target-run", help="a failing run's results directory: its first finding is the target")
+    p.add_argument("--results", help="directory for results/<bisect-id>/")
+    p.add_argument("--duration", type=int, help="seconds for every workload")
+    p.add_argument("--seed", type=int, help="seed of each step's first run (run j: seed + j)")
+
+
+def _target(args) -> Target | None:
+    match = tuple(args.match.split(","))
+    if args.target_run:
+        t = Target.from_run(Path(args.target_run))
+        t.match = match
+        return t
+    if args.file and not args.title:
+        raise UsageError("--file needs --title")
+    return Target(args.title, args.file, match, args.title_regex) if args.title else None
+
+
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="kstress", description=__doc__.splitlines()[0],
                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -55,6 +90,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--duration", type=int, help="seconds for every workload")
     run.add_argument("--seed", type=int, help="workload seed (default: random, recorded)")
     run.add_argument("--accel", choices=("auto", "kvm", "tcg"), help="override guest.accel")
+    run.add_argument("--variant", action="append", metavar="NAME",
+                     help="run only this kernel of the config's kernel.variants (repeatable; 'default' is the "
+                          "config's own kernel; default: all of them)")
 
     build = sub.add_parser("build", help="build a kernel and print its artifact directory")
     build.add_argument("config", nargs="?", default=DEFAULT_CONFIG_NAME,
@@ -62,6 +100,9 @@ def _parser() -> argparse.ArgumentParser:
     _add_kernel_options(build)
     build.add_argument("--base-config", help="make target or .config path (default: tinyconfig)")
     build.add_argument("--fragment", action="append", help="Kconfig fragment (repeatable; replaces the config's)")
+    build.add_argument("--variant", action="append", metavar="NAME",
+                       help="build this kernel of the config's kernel.variants (repeatable; 'default' is the "
+                            "config's own kernel)")
 
     scan = sub.add_parser("scan", help="print the kernel findings in console logs")
     scan.add_argument("logs", nargs="+", help="console or dmesg files")
@@ -69,6 +110,39 @@ def _parser() -> argparse.ArgumentParser:
     scan.add_argument("--vmlinux", help="vmlinux with debug info, to symbolize frames")
 
     sub.add_parser("doctor", help="check this host for what kstress needs")
+
+    cmp_ = sub.add_parser("compare", help="base versus patched kernel: N runs each, same seeds, a verdict per finding")
+    cmp_.add_argument("config", nargs="?", default=DEFAULT_CONFIG_NAME,
+                      help="run config for both sides (a file or a shipped config's name)")
+    cmp_.add_argument("--runs", type=int, default=10, help="runs per side (default 10)")
+    for side in SIDES:
+        cmp_.add_argument(f"--{side}-source", help=f"{side} kernel source (default: the config's)")
+        cmp_.add_argument(f"--{side}-ref", help=f"{side} git ref")
+        cmp_.add_argument(f"--{side}-patches", help=f"{side} patch series")
+    cmp_.add_argument("--results", help="directory for results/<compare-id>/")
+    cmp_.add_argument("--duration", type=int, help="seconds for every workload")
+    cmp_.add_argument("--seed", type=int, help="seed of the first round (round i: seed + i)")
+
+    bis = sub.add_parser("bisect", help="the first patch of a series, or the first commit, that brings a finding in")
+    bis.add_argument("config", nargs="?", default=DEFAULT_CONFIG_NAME, help="run config for every step")
+    bis.add_argument("--series", help="patch series to bisect (on the config's source): patches 1..k per step")
+    bis.add_argument("--source", help="git repository whose commits to bisect, with --good and --bad")
+    bis.add_argument("--good", help="a commit without the finding")
+    bis.add_argument("--bad", help="a commit with it (a descendant of --good)")
+    _add_step_options(bis)
+
+    chk = sub.add_parser("check", help="one bisection step for `git bisect run`: 1 if the finding shows in "
+                                       "--runs runs, 0 if they stay clean of it, 125 if the kernel cannot be tested")
+    chk.add_argument("config", nargs="?", default=DEFAULT_CONFIG_NAME, help="run config")
+    _add_kernel_options(chk)
+    _add_step_options(chk)
+
+    cache = sub.add_parser("cache", help="list the kstress cache, or prune it to a size (least recently used first)")
+    cache_sub = cache.add_subparsers(dest="cache_command", required=True, parser_class=_Parser)
+    cache_sub.add_parser("list", help="every entry: kind, size, last use, path")
+    prune = cache_sub.add_parser("prune", help="evict least recently used entries that no run or build holds")
+    prune.add_argument("--max-size", required=True, help="size to prune down to, e.g. 40G")
+    prune.add_argument("--dry-run", action="store_true", help="only print what would be evicted")
     return p
 
 
@@ -80,26 +154,37 @@ def cmd_run(args) -> int:
     cfg = apply_overrides(load_config(args.config), source=args.source, ref=args.ref,
                           patches=args.patches, results=args.results,
                           duration=args.duration, seed=args.seed, accel=args.accel)
-    runner = Runner(cfg, args.cache)
+    kernels = list(dict.fromkeys(args.variant or cfg.kernel_names()))
+    # One kernel is an ordinary run; several are the variants mode (a parent
+    # results directory, a combined summary, junit.xml and exit code).
+    runner = Runner(cfg.for_kernel(kernels[0]), args.cache) if len(kernels) == 1 else \
+        VariantRuns(cfg, kernels, cfg.results, args.cache)
     try:
         code = runner.run()
     finally:
         sys.stdout.write(runner.summary())
+    if cfg.cache_max_size is not None:
+        res = cache_entries.prune(cfg.cache_max_size)
+        if res.evicted:
+            log.info(f"cache pruned to {cache_entries.human(res.size_after)} (run.cache_max_size): "
+                     f"{len(res.evicted)} entries evicted")
     return code
 
 
 def cmd_build(args) -> int:
     cfg = apply_overrides(load_config(args.config), source=args.source, ref=args.ref,
                           patches=args.patches)
-    fragments = cfg.fragments
+    if args.fragment and args.variant:
+        raise UsageError("build: give --fragment or --variant, not both")
     if args.fragment:
-        fragments = [resolve_fragment(f, Path.cwd()) for f in args.fragment]
-    req = BuildRequest(source=cfg.source, ref=cfg.ref, patches=cfg.patches,
-                       base_config=args.base_config or cfg.base_config,
-                       fragments=[str(f) for f in fragments])
-    kernel = build_kernel(req, args.cache)
-    log.info(f"kernel {kernel.key}: {'cache hit' if kernel.cache_hit else 'built'}")
-    print(kernel.artifact_dir)
+        cfg.fragments = [resolve_fragment(f, Path.cwd()) for f in args.fragment]
+    for one in [cfg.for_kernel(name) for name in dict.fromkeys(args.variant or [cfg.kernel_name])]:
+        req = BuildRequest(source=one.source, ref=one.ref, patches=one.patches,
+                           base_config=args.base_config or one.base_config,
+                           fragments=[str(f) for f in one.fragments])
+        kernel = build_kernel(req, args.cache)
+        log.info(f"kernel {one.kernel_name} {kernel.key}: {'cache hit' if kernel.cache_hit else 'built'}")
+        print(kernel.artifact_dir, flush=True)
     return 0
 
 
@@ -111,7 +196,58 @@ def cmd_doctor(args) -> int:
     return doctor(args.cache)
 
 
-COMMANDS = {"run": cmd_run, "build": cmd_build, "scan": cmd_scan, "doctor": cmd_doctor}
+def cmd_compare(args) -> int:
+    cfg = apply_overrides(load_config(args.config), duration=args.duration)
+    sides = tuple(Side(s, source=getattr(args, f"{s}_source"), ref=getattr(args, f"{s}_ref"),
+                       patches=getattr(args, f"{s}_patches")) for s in SIDES)
+    if (sides[0].source, sides[0].ref, sides[0].patches) == (sides[1].source, sides[1].ref, sides[1].patches):
+        raise UsageError("compare: the two sides are the same kernel; give --patched-patches (or "
+                         "--patched-source/--patched-ref, or --base-...)")
+    comparison = Comparison(cfg, sides, args.runs, Path(args.results or cfg.results), args.cache, args.seed)
+    try:
+        return comparison.run()
+    finally:
+        sys.stdout.write(comparison.summary())
+
+
+def cmd_bisect(args) -> int:
+    cfg = apply_overrides(load_config(args.config), duration=args.duration)
+    results = Path(args.results or cfg.results)
+    if bool(args.series) == bool(args.source):
+        raise UsageError("bisect: give either --series DIR or --source REPO --good A --bad B")
+    if args.series:
+        candidates = SeriesCandidates(Path(args.series))
+    else:
+        if not (args.good and args.bad):
+            raise UsageError("bisect --source needs --good and --bad")
+        candidates = CommitCandidates(Path(args.source), args.good, args.bad, bisect_clone_dir(Path(args.source)))
+    bisection = Bisection(cfg, candidates, _target(args), args.runs, results, args.cache, args.seed)
+    try:
+        return bisection.run()
+    finally:
+        sys.stdout.write(bisection.summary())
+
+
+def cmd_check(args) -> int:
+    cfg = apply_overrides(load_config(args.config), source=args.source, ref=args.ref, patches=args.patches,
+                          duration=args.duration)
+    results = Path(args.results or cfg.results)
+    checker = Checker(args.runs, results, args.cache, args.seed if args.seed is not None else 1)
+    step = Step(0, "check")
+    target = checker.check(step, cfg, _target(args))
+    print(f"kstress check: {step.verdict.upper()}: target {target.describe() if target else 'any finding'} "
+          f"hit in {step.hits} of {len(step.runs)} runs{'; ' + step.reason if step.reason else ''}")
+    return {"bad": EXIT_FINDINGS, "good": EXIT_CLEAN}.get(step.verdict, EXIT_COULD_NOT_TEST)
+
+
+def cmd_cache(args) -> int:
+    if args.cache_command == "list":
+        return cache_entries.list_command()
+    return cache_entries.prune_command(args.max_size, dry_run=args.dry_run)
+
+
+COMMANDS = {"run": cmd_run, "build": cmd_build, "scan": cmd_scan, "doctor": cmd_doctor, "cache": cmd_cache,
+            "compare": cmd_compare, "bisect": cmd_bisect, "check": cmd_check}
 
 
 def main(argv: list[str] | None = None) -> int:

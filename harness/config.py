@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from harness.cache_entries import parse_size
 from harness.errors import UsageError
 from harness.guest.machine import BOOT_TIMEOUT, SILENCE_TIMEOUT
 from harness.paths import CONFIGS_DIR, KERNEL_CONFIGS_DIR, default_fragments, shipped_configs
@@ -34,6 +35,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "patches": Key(_STR_OR_NULL, None, "patch series: directory of *.patch or one mbox file"),
         "base_config": Key((str,), "tinyconfig", "make target or path of a full .config"),
         "fragments": Key((list,), None, "Kconfig fragments (names in kernel-configs/ or paths)"),
+        "variants": Key((list,), None, "more kernels (name, fragments, guest/run timing overrides) that run "
+                                      "the same guest and workloads beside this one"),
     },
     "guest": {
         "accel": Key((str,), "auto", "accelerator", choices=("auto", "kvm", "tcg")),
@@ -58,6 +61,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "seed": Key((int, type(None)), None, "seed for the workloads (null: random, recorded)"),
         "results": Key((str,), "results", "directory under which results/<run-id>/ is made"),
         "workload_grace": Key(_NUM, 60, "seconds a workload may run past its duration", minimum=0),
+        "cache_max_size": Key(_STR_OR_NULL, None,
+                              "size limit of the kstress cache, e.g. 40G: after the run, least recently used "
+                              "entries not in use are evicted (null: no limit)"),
     },
     "workloads": {},  # a list, see WORKLOAD_KEYS
     "known_issues": {},  # a list, see KNOWN_ISSUE_KEYS
@@ -77,6 +83,32 @@ KNOWN_ISSUE_KEYS: dict[str, Key] = {
     "reason": Key((str,), None, "why it is known: a link or a sentence"),
 }
 
+
+# A kernel variant: its own fragments (the same source, patches and base
+# config), the same guest and workloads, and only timing settings of its own:
+# a KASAN or lockdep kernel boots and runs slower under TCG.
+DEFAULT_KERNEL = "default"  # the name of the config's own kernel beside its variants
+VARIANT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")  # a directory name and a JUnit classname part
+VARIANT_KEYS: dict[str, Key] = {
+    "name": Key((str,), None, "the variant's name (lower case, digits, - and _)"),
+    "fragments": Key((list,), None, "its Kconfig fragments, in full (names in kernel-configs/ or paths)"),
+    "guest": Key((dict,), None, "overrides of guest settings"),
+    "run": Key((dict,), None, "overrides of run settings"),
+}
+VARIANT_OVERRIDES: dict[str, tuple[str, ...]] = {
+    "guest": ("boot_timeout", "silence_timeout", "extra_cmdline"),
+    "run": ("workload_grace",),
+}
+
+
+@dataclass
+class Variant:
+    name: str
+    fragments: list[Path]
+    overrides: dict[str, Any] = field(default_factory=dict)  # RunConfig field -> value
+
+    def as_dict(self) -> dict:
+        return {"name": self.name, "fragments": [str(p) for p in self.fragments], "overrides": self.overrides}
 
 
 @dataclass
@@ -120,8 +152,11 @@ class RunConfig:
     seed: int | None = None
     results: Path = Path("results")
     workload_grace: float = 60
+    cache_max_size: int | None = None  # bytes
     workloads: list[WorkloadChoice] = field(default_factory=list)
     known_issues: list[KnownIssue] = field(default_factory=list)
+    variants: list[Variant] = field(default_factory=list)
+    kernel_name: str = DEFAULT_KERNEL  # which of the config's kernels this is
 
     def as_dict(self) -> dict:
         out = {}
@@ -132,8 +167,28 @@ class RunConfig:
                 v = [str(p) for p in v]
             elif k in ("workloads", "known_issues"):
                 v = [w.__dict__ for w in v]
+            elif k == "variants":
+                v = [w.as_dict() for w in v]
             out[k] = v
         return out
+
+    def kernel_names(self) -> list[str]:
+        """The config's kernels: its own, then its variants."""
+        return [DEFAULT_KERNEL] + [v.name for v in self.variants]
+
+    def for_kernel(self, name: str) -> RunConfig:
+        """The config of one of its kernels: a variant's fragments and overrides, no variants."""
+        if name not in self.kernel_names():
+            raise UsageError(f"{self.path}: no kernel variant {name!r} (the config has: "
+                             f"{', '.join(self.kernel_names())})")
+        cfg = copy.deepcopy(self)
+        cfg.variants, cfg.kernel_name = [], name
+        for v in self.variants:
+            if v.name == name:
+                cfg.fragments = list(v.fragments)
+                for key, value in v.overrides.items():
+                    setattr(cfg, key, value)
+        return cfg
 
 
 def _resolve_path(value: str, base: Path) -> str:
@@ -148,6 +203,48 @@ def resolve_fragment(name: str, base: Path) -> Path:
             if candidate.is_file():
                 return candidate
     return Path(_resolve_path(name, base))
+
+
+def _fragments(chk: YamlChecker, node: yaml.Node, keypath: str, base: Path) -> list[Path]:
+    """A list of fragment names or paths, each an existing file."""
+    if not isinstance(node, yaml.SequenceNode):
+        chk.fail(node, keypath, "expected a list of fragment names or paths")
+    frags = []
+    for i, (item, value) in enumerate(chk.strings(node, keypath)):
+        frag = resolve_fragment(value, base)
+        if not frag.is_file():
+            chk.fail(item, f"{keypath}[{i}]",
+                     f"no such fragment: {value} (looked in {KERNEL_CONFIGS_DIR} and {base})")
+        frags.append(frag)
+    return frags
+
+
+def _variants(chk: YamlChecker, node: yaml.Node, base: Path) -> list[Variant]:
+    out: list[Variant] = []
+    seen: dict[str, int] = {}
+    items = chk.list_of_mappings(node, "kernel.variants", VARIANT_KEYS, required=("name", "fragments"))
+    for i, (item, values) in enumerate(items):
+        keypath = f"kernel.variants[{i}]"
+        name, name_node = values["name"], item.value_nodes["name"]
+        if not VARIANT_NAME.match(name) or name == DEFAULT_KERNEL:
+            chk.fail(name_node, f"{keypath}.name", f"expected a name of lower-case letters, digits, - and _ "
+                                                    f"(at most 32, not {DEFAULT_KERNEL!r}), got {name!r}")
+        if name in seen:
+            chk.fail(name_node, f"{keypath}.name", f"duplicate variant {name!r} (first at line {seen[name]})")
+        seen[name] = name_node.start_mark.line + 1
+        variant = Variant(name, _fragments(chk, item.value_nodes["fragments"], f"{keypath}.fragments", base))
+        if not variant.fragments:
+            chk.fail(item.value_nodes["fragments"], f"{keypath}.fragments",
+                     "expected at least one fragment (a variant names all of its fragments)")
+        for section, allowed in VARIANT_OVERRIDES.items():
+            if section not in values:
+                continue
+            fields = chk.mapping(item.value_nodes[section], f"{keypath}.{section}")
+            chk.unknown(fields, dict.fromkeys(allowed), f"{keypath}.{section}")
+            for key, vnode in fields.items():
+                variant.overrides[key] = chk.value(vnode, f"{keypath}.{section}.{key}", SCHEMA[section][key])
+        out.append(variant)
+    return out
 
 
 def find_config(name: str | Path) -> Path:
@@ -184,17 +281,12 @@ def _validate(root: yaml.Node | None, path: Path) -> RunConfig:
             if name not in fields:
                 continue
             keypath = f"{section}.{name}"
-            value = chk.value(fields[name], keypath, key)
+            if name == "variants":
+                value = _variants(chk, fields[name], base)
+            else:
+                value = chk.value(fields[name], keypath, key)
             if name == "fragments":
-                frags = []
-                for i, item in enumerate(fields[name].value):
-                    frag_value = chk.value(item, f"{keypath}[{i}]", Key((str,), None, ""))
-                    frag = resolve_fragment(frag_value, base)
-                    if not frag.is_file():
-                        chk.fail(item, f"{keypath}[{i}]",
-                                 f"no such fragment: {frag_value} (looked in {KERNEL_CONFIGS_DIR} and {base})")
-                    frags.append(frag)
-                value = frags
+                value = _fragments(chk, fields[name], keypath, base)
             elif name in ("source", "patches") and value is not None:
                 value = _resolve_path(value, base)
                 if not Path(value).exists():
@@ -205,6 +297,11 @@ def _validate(root: yaml.Node | None, path: Path) -> RunConfig:
                     chk.fail(fields[name], keypath, f"no such file: {value}")
             elif name == "results":
                 value = Path(_resolve_path(value, Path.cwd()))
+            elif name == "cache_max_size" and value is not None:
+                try:
+                    value = parse_size(value)
+                except UsageError as exc:
+                    chk.fail(fields[name], keypath, str(exc))
             elif name == "node_memory_mb" and value is not None:
                 for i, item in enumerate(fields[name].value):
                     chk.value(item, f"{keypath}[{i}]", Key(_INT, None, "", minimum=128))

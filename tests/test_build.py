@@ -16,6 +16,7 @@ from harness.cli import main
 from harness.errors import CouldNotTest, UsageError
 from harness.kernel import build, source
 from harness.kernel.build import BuildRequest, build_kernel, compute_key, error_summary
+from harness.toolchain import toolchain_id
 
 DATA = Path(__file__).parent / "data" / "patches"
 
@@ -32,7 +33,7 @@ def fake_tree(d: Path) -> Path:
 
 @pytest.fixture
 def inputs(tmp_path, monkeypatch):
-    monkeypatch.setattr(build, "compiler_id", lambda: "gcc (Debian 12.2.0-14) 12.2.0")
+    monkeypatch.setattr(build, "toolchain_id", lambda: "gcc (Debian 12.2.0-14) 12.2.0; GNU ld 2.40")
     tree = fake_tree(tmp_path / "linux")
     frag = tmp_path / "f.config"
     frag.write_text("CONFIG_X=y\n# a comment\n")
@@ -74,13 +75,20 @@ def test_directory_source_identity_follows_mtime_and_size(inputs):
     assert compute_key(req, root) not in (k0, k1)
 
 
-def test_compiler_and_schema_change_the_key(inputs, monkeypatch):
+def test_compiler_binutils_and_schema_change_the_key(inputs, monkeypatch):
     req, root, _ = inputs
     k0 = compute_key(req, root)
-    monkeypatch.setattr(build, "compiler_id", lambda: "gcc (Debian 12.2.0-15) 12.2.0")
+    monkeypatch.setattr(build, "toolchain_id", lambda: "gcc (Debian 12.2.0-15) 12.2.0; GNU ld 2.40")
     k1 = compute_key(req, root)
+    monkeypatch.setattr(build, "toolchain_id", lambda: "gcc (Debian 12.2.0-15) 12.2.0; GNU ld 2.41")
+    k2 = compute_key(req, root)
     monkeypatch.setattr(build, "KEY_SCHEMA", build.KEY_SCHEMA + 1)
-    assert len({k0, k1, compute_key(req, root)}) == 3
+    assert len({k0, k1, k2, compute_key(req, root)}) == 4
+
+
+def test_toolchain_id_names_compiler_assembler_and_linker():
+    parts = toolchain_id().split("; ")
+    assert len(parts) == 3 and "gcc" in parts[0] and "assembler" in parts[1] and " ld " in f" {parts[2]}"
 
 
 def test_jobs_do_not_change_the_key(inputs):

@@ -17,6 +17,7 @@ import pytest
 from harness import cache
 from harness.errors import CouldNotTest, UsageError
 from harness.kernel.build import DEFAULT_SOURCE, BuildRequest, build_kernel, compute_key
+from harness.paths import default_fragments
 
 pytestmark = [
     pytest.mark.e2e,
@@ -71,7 +72,7 @@ def test_build_then_hit_twice(base, kernel_cache):
 
 def test_changed_fragment_misses(base, kernel_cache, repo_root, tmp_path):
     frags = []
-    for f in sorted((repo_root / "kernel-configs").glob("*.config")):
+    for f in default_fragments():
         frags.append(tmp_path / f.name)
         shutil.copyfile(f, frags[-1])
     req = BuildRequest(fragments=[str(f) for f in frags])
@@ -150,7 +151,7 @@ def test_fragment_value_that_does_not_hold(base, kernel_cache, repo_root, tmp_pa
     extra = tmp_path / "impossible.config"
     # X86_32 cannot coexist with 64BIT=y; the second symbol does not exist at all.
     extra.write_text("CONFIG_X86_32=y\nCONFIG_KSTRESS_NO_SUCH_SYMBOL=y\n")
-    frags = [str(f) for f in sorted((repo_root / "kernel-configs").glob("*.config"))] + [str(extra)]
+    frags = [str(f) for f in default_fragments()] + [str(extra)]
     with pytest.raises(UsageError) as e:
         build_kernel(BuildRequest(fragments=frags), kernel_cache)
     msg = str(e.value)

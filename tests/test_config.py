@@ -21,7 +21,7 @@ def write(tmp_path: Path, text: str) -> Path:
 def test_default_config_loads():
     cfg = load_config(DEFAULT_CONFIG)
     assert cfg.accel == "auto"
-    assert [w.name for w in cfg.workloads] == ["migrate_fork", "swapcache_migrate"]
+    assert [w.name for w in cfg.workloads] == ["migrate_fork", "swapcache_migrate", "thp_split"]
     assert (cfg.image, cfg.swap) == ("debian", "auto")  # the main job covers the swap-cache path
     assert all(f.is_file() for f in cfg.fragments)
     assert {f.name for f in cfg.fragments} == {"base-x86.config", "mm-stress.config", "debug.config"}
@@ -89,7 +89,7 @@ def test_missing_config_file(tmp_path):
 def test_overrides(tmp_path):
     cfg = load_config(DEFAULT_CONFIG)
     new = apply_overrides(cfg, duration=7, seed=42, results=str(tmp_path))
-    assert [w.duration for w in new.workloads] == [7, 7]
+    assert [w.duration for w in new.workloads] == [7, 7, 7]
     assert new.seed == 42 and new.results == tmp_path
     assert cfg.seed is None  # the original is untouched
     with pytest.raises(UsageError, match="--source /nonexistent: no such file"):

@@ -19,3 +19,4 @@ def test_missing_evidence_with_alternatives():
     d = {"pgmigrate_success": 5, "compact_stall": 0, "compact_migrate_scanned": 9, "thp_fault_alloc": 0}
     assert missing_evidence(d, ["pgmigrate_success", "compact_stall|compact_migrate_scanned"]) == []
     assert missing_evidence(d, ["thp_fault_alloc", "compact_stall"]) == ["thp_fault_alloc", "compact_stall"]
+

@@ -8,25 +8,26 @@ import re
 from pathlib import Path
 
 import pytest
-from workload_host import KERNEL_LIKE, assert_static, assert_usage_error, build, counts, nodes_with_memory, run
+from workload_host import (
+    KERNEL_LIKE,
+    assert_static,
+    assert_usage_error,
+    build,
+    counts,
+    decisions,
+    nodes_with_memory,
+    run,
+)
 
 import harness.stress.manifest as wl
 
 NAME = "vma_churn"
-DECISION = re.compile(r"^decision (\w+) n=(\d+) .*$", re.M)
 LOGGED = 25
 
 
 @pytest.fixture(scope="module")
 def binary(tmp_path_factory) -> Path:
     return build(NAME, tmp_path_factory.mktemp("cache"))
-
-
-def decisions(out: str) -> dict[str, list[str]]:
-    streams: dict[str, list[str]] = {}
-    for m in DECISION.finditer(out):
-        streams.setdefault(m.group(1), []).append(m.group(0))
-    return streams
 
 
 def numa_syscalls() -> bool:

@@ -8,15 +8,25 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from workload_host import KERNEL_LIKE, assert_static, assert_usage_error, build, counts, nodes_with_memory, run
+from workload_host import (
+    DEBIAN_TARBALL,
+    KERNEL_LIKE,
+    assert_static,
+    assert_usage_error,
+    build,
+    counts,
+    kconfig_symbols_6_12,
+    nodes_with_memory,
+    run,
+)
 
 import harness.stress.manifest as wl
 from harness.errors import CouldNotTest, UsageError
 from harness.stress.adapters import c as c_adapter
+from harness.stress.vmstat import deltas, missing_evidence
 
 REPO = Path(__file__).resolve().parent.parent
 PLANTED = REPO / "tests" / "data" / "planted"
-DEBIAN_TARBALL = Path("/usr/src/linux-source-6.12.tar.xz")
 
 GOOD = """\
 name: {name}
@@ -115,8 +125,29 @@ def test_repo_manifests():
     assert "pgmigrate_success" in w.evidence
     assert w.argv(5, 9) == ["/usr/bin/migrate_fork", "--duration", "5", "--seed", "9"]
     shared = (REPO / "workloads" / "lib" / "kstress.h").resolve()
-    for name in ("migrate_fork", "swapcache_migrate", "vma_churn"):
+    for name in ("migrate_fork", "swapcache_migrate", "vma_churn", "thp_split", "reclaim_pressure",
+                 "ksm_migrate", "offline_migrate"):
         assert [h.resolve() for h in ws[name].headers] == [shared], name
+
+
+@pytest.fixture(scope="module")
+def kconfig_6_12(tmp_path_factory) -> set[str]:
+    return kconfig_symbols_6_12(tmp_path_factory.mktemp("kconfig"))
+
+
+@pytest.mark.parametrize("name", sorted(wl.load_workloads()))
+def test_repo_evidence_counters_are_ones_the_runner_reads(name):
+    evidence = wl.load_workloads()[name].evidence
+    # deltas() keeps only the families in EVIDENCE_PREFIXES: a counter of
+    # another family would fail every guest run "no evidence".
+    delta = deltas({counter: 0 for counter in evidence}, {counter: 1 for counter in evidence})
+    assert not missing_evidence(delta, evidence)
+
+
+@pytest.mark.parametrize("name", sorted(wl.load_workloads()))
+def test_repo_kernel_options_exist_in_6_12(name, kconfig_6_12):
+    options = wl.load_workloads()[name].kernel_options
+    assert not [o for o in options if o.removeprefix("CONFIG_") not in kconfig_6_12]
 
 
 @pytest.fixture(scope="module")

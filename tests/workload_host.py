@@ -1,6 +1,7 @@
 """What the C workloads' tests share: building a workload's static binary,
-running it on the host, reading its key=value summary, and what the host
-offers it (NUMA nodes with memory)."""
+running it on the host, reading its key=value summary, what the host offers
+it (NUMA nodes with memory, swap devices), and the Kconfig symbols of
+Debian's 6.12 that a manifest's kernel_options must name."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import subprocess
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 import harness.stress.manifest as wl
 from harness.stress.adapters import c as c_adapter
 
@@ -18,6 +21,7 @@ from harness.stress.adapters import c as c_adapter
 KERNEL_LIKE = re.compile(r"\[\s*\d+\.\d+\]|BUG|WARNING|Oops|panic|Call Trace")
 KEY_VALUE = re.compile(r"\b(\w+)=(\S+)")
 PT_DYNAMIC, PT_INTERP = 2, 3
+DEBIAN_TARBALL = Path("/usr/src/linux-source-6.12.tar.xz")
 
 
 def build(name: str, cache: Path) -> Path:
@@ -38,6 +42,17 @@ def summary(out: str, name: str) -> dict[str, str]:
     dup = [k for k, n in Counter(k for k, _ in pairs).items() if n > 1]
     assert not dup, f"keys printed twice: {dup}\n{out}"
     return dict(pairs)
+
+
+DECISION = re.compile(r"^decision (\w+) n=(\d+) .*$", re.M)
+
+
+def decisions(out: str) -> dict[str, list[str]]:
+    """The "decision <stream> n=<n> ..." lines (--log, --plan), by stream."""
+    streams: dict[str, list[str]] = {}
+    for m in DECISION.finditer(out):
+        streams.setdefault(m.group(1), []).append(m.group(0))
+    return streams
 
 
 def counts(out: str, name: str) -> dict[str, int]:
@@ -67,6 +82,14 @@ def assert_usage_error(res: subprocess.CompletedProcess) -> None:
     assert res.stdout == "", (res.args, res.stdout)
 
 
+def active_swap_devices() -> int:
+    """The host's active swap devices (the lines of /proc/swaps after its header)."""
+    try:
+        return max(0, len(Path("/proc/swaps").read_text().splitlines()) - 1)
+    except OSError:
+        return 0
+
+
 def nodes_with_memory() -> int:
     """The host's NUMA nodes with memory (1 without NUMA sysfs)."""
     try:
@@ -78,3 +101,17 @@ def nodes_with_memory() -> int:
         lo, _, hi = part.partition("-")
         count += int(hi or lo) - int(lo) + 1
     return count
+
+
+def kconfig_symbols_6_12(tmp_path: Path) -> set[str]:
+    """Every config symbol Debian's 6.12 source defines (only its Kconfig
+    files are unpacked: the whole tree is 1.7 GB); skips without the tarball."""
+    if not DEBIAN_TARBALL.is_file():
+        pytest.skip(f"{DEBIAN_TARBALL} not installed (Debian package linux-source-6.12)")
+    subprocess.run(["tar", "-xf", str(DEBIAN_TARBALL), "-C", str(tmp_path), "--wildcards",
+                    "linux-source-6.12/*Kconfig*"], check=True)
+    defined = set()
+    for f in (tmp_path / "linux-source-6.12").rglob("Kconfig*"):
+        defined.update(re.findall(r"^\s*(?:menu)?config\s+(\w+)\s*$", f.read_text(errors="replace"), re.M))
+    assert len(defined) > 10000, len(defined)
+    return defined

@@ -29,13 +29,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness import cache, log
+from harness.cache_entries import touch
 from harness.errors import CouldNotTest, UsageError
 from harness.kernel import patches, source
 from harness.kernel.kconfig import Setting, parse_fragment, requested, verify
 from harness.kernel.source import DEFAULT_SOURCE
 from harness.paths import default_fragments
 from harness.procs import die_with_parent
-from harness.toolchain import compiler_id
+from harness.toolchain import toolchain_id
 
 KEY_SCHEMA = 1
 PROGRESS_EVERY = 15.0
@@ -77,6 +78,7 @@ ARTIFACTS = {"bzimage": "bzImage", "vmlinux": "vmlinux", "system_map": "System.m
 
 
 def _kernel_build(entry: Path, hit: bool) -> KernelBuild:
+    touch(entry)  # the LRU order of `kstress cache prune`
     meta = json.loads((entry / "meta.json").read_text())
     return KernelBuild(key=entry.name, artifact_dir=entry, build_log=entry / "build.log", meta=meta,
                        cache_hit=hit, **{k: entry / v for k, v in ARTIFACTS.items()})
@@ -117,7 +119,7 @@ def plan(req: BuildRequest, root: Path) -> Plan:
         if not f.is_file():
             raise UsageError(f"config fragment {f} does not exist")
     want = requested([parse_fragment(f) for f in frags])
-    compiler = compiler_id()
+    compiler = toolchain_id()
     key_inputs = {
         "schema": KEY_SCHEMA,
         "source": src.key_part(),
@@ -259,6 +261,7 @@ def _configure(p: Plan, work: Path, root: Path, logf, log_path: Path, lock_fd: i
     if not ((bdir / ".config").is_file() and (bdir / ".config").read_bytes() == cfg):
         # Only a changed .config gets a new mtime; Kbuild then re-syncs just the changed symbols.
         cache.atomic_write_bytes(bdir / ".config", cfg)
+    touch(bdir)  # the LRU order of `kstress cache prune`
     return bdir
 
 
@@ -279,6 +282,9 @@ def build_kernel(req: BuildRequest, cache_dir: Path | None = None) -> KernelBuil
         timings = {}
         t = time.monotonic()
         pristine = source.ensure_pristine(p.src, root / "src")
+        for used in (pristine, work):
+            if used.parent.parent == root:  # ours, never the user's own source directory
+                touch(used)  # the LRU order of `kstress cache prune`
         state_touched = patches.touched_now(work)
         if source.ensure_work(p.src, pristine, work, state_touched):
             patches.reset_state(work)

@@ -25,6 +25,28 @@ def xml_safe(text: str) -> str:
 
 
 def junit_xml(record: RunRecord, suite_name: str = "kstress") -> str:
+    return junit_suites([(suite_name, record)], suite_name)
+
+
+def junit_suites(suites: list[tuple[str, RunRecord]], name: str) -> str:
+    """One <testsuites> of one <testsuite> per (suite name, record)."""
+    root = ET.Element("testsuites", name=name)
+    totals = {"tests": 0, "failures": 0, "errors": 0}
+    seconds = 0.0
+    for suite_name, record in suites:
+        suite_el = _suite(record, suite_name)
+        for k in totals:
+            totals[k] += int(suite_el.get(k, "0"))
+        seconds += float(suite_el.get("time", "0"))
+        root.append(suite_el)
+    for k, v in totals.items():
+        root.set(k, str(v))
+    root.set("time", str(round(seconds, 3)))
+    ET.indent(root)
+    return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+
+
+def _suite(record: RunRecord, suite_name: str) -> ET.Element:
     cases = []
     for c in record.testcases:
         tc = TestCase(c.name, classname=c.classname, elapsed_sec=round(c.elapsed, 3),
@@ -46,9 +68,4 @@ def junit_xml(record: RunRecord, suite_name: str = "kstress") -> str:
     # xunit plugin validates against does not allow: drop it.
     suite_el = suite.build_xml_doc(encoding="utf-8")
     suite_el.attrib.pop("disabled", None)
-    root = ET.Element("testsuites", {k: suite_el.get(k, "0") for k in ("tests", "failures", "errors")})
-    root.set("name", suite_name)
-    root.set("time", suite_el.get("time", "0"))
-    root.append(suite_el)
-    ET.indent(root)
-    return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+    return suite_el

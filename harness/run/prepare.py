@@ -44,6 +44,11 @@ class GuestPlan:
     base_image: Path | None = None  # the cached Debian image (never written)
     ssh_host_key: str | None = None  # the image's, pinned by the SSH channel
 
+    @property
+    def cache_entries(self) -> list[Path]:
+        """The cache entries every boot reads (held in use for the run)."""
+        return [p for p in (self.base_image.parent if self.base_image else None, self.machine.initrd) if p]
+
     def machine_for_boot(self, scratch: Path, boot: int) -> GuestConfig:
         """The machine config with fresh disks in ``scratch``: a new overlay of
         the image (a crashed guest's writes never reach the next boot, nor the

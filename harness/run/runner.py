@@ -9,6 +9,7 @@ Soak, compare and bisect drive this class; they never copy it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import random
 import shlex
@@ -18,6 +19,7 @@ import time
 from pathlib import Path
 
 from harness import log
+from harness.cache_entries import in_use
 from harness.config import RunConfig
 from harness.console import analyze_file
 from harness.errors import KstressError
@@ -59,6 +61,7 @@ class Runner:
         self.trouble = GuestTrouble(self.record.guest_events)
         # Per-run disks (image overlays, swap): scratch space, not results.
         self.scratch = Path(tempfile.mkdtemp(prefix="kstress-run-"))
+        self.held = contextlib.ExitStack()  # what the run holds until it ends (cache entries in use)
 
     @property
     def seed(self) -> int:
@@ -91,6 +94,8 @@ class Runner:
         for p in planned:  # registered first: a failure below leaves them "not run"
             self.record.case(p.workload.name).classname = "kstress.workload"
         plan = prepare_guest(self.cfg, kernel, planned, self.cache_dir)
+        # Never pruned from the cache while this run boots them.
+        self.held.enter_context(in_use([kernel.artifact_dir, *plan.cache_entries]))
         self.record.guest = plan.record
         self.record.set_property("accel", plan.record.accel)
         self._write()
@@ -297,6 +302,7 @@ class Runner:
             if c.name not in self.ran and c.status == "passed":
                 c.skip(f"not run: {self.stop_reason or 'an earlier testcase ended the run'}", "not-run")
         shutil.rmtree(self.scratch, ignore_errors=True)
+        self.held.close()
         self.record.status = "finished"
         self.record.exit_code = self._exit_code()
         self.record.finished = time.time()

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-# Counter families that show migration, compaction, THP, swap and reclaim activity.
-EVIDENCE_PREFIXES = ("pgmigrate_", "compact_", "thp_", "numa_", "pgfault", "ksm_", "pswp", "swap_ra",
-                     "pgsteal_", "pgscan_", "pgdemote_", "workingset_")
+# Counter families that show migration, compaction, THP, KSM, swap and reclaim
+# activity (slabs_scanned: objects reclaim asked the shrinkers to scan;
+# cow_ksm: writes that broke COW on a KSM page, CONFIG_KSM).
+EVIDENCE_PREFIXES = ("pgmigrate_", "compact_", "thp_", "numa_", "pgfault", "ksm_", "cow_ksm", "pswp", "swap_ra",
+                     "pgsteal_", "pgscan_", "pgdemote_", "workingset_", "slabs_scanned")
 
 
 def parse_vmstat(text: str) -> dict[str, int]:

@@ -19,7 +19,12 @@
  * with write(2); the command line (an option table, parse_num, usage); the
  * seeded splitmix64 streams; the clock and progress pacing; NUMA nodes and
  * the move_pages/migrate_pages/get_mempolicy calls with their counters and
- * summary keys; fork children: their slots, reaping and exit statuses.
+ * summary keys; decision logs (--plan, --log) and seeded samples; the
+ * pattern words of verified pages; pages under a per-chunk seqlock;
+ * pagemap and kpageflags reads; fork children: their slots, the fork gate,
+ * reaping and exit statuses; small sysfs/procfs files; a supervisor process
+ * that puts global settings (sysfs knobs, memory blocks) back however the
+ * workload ends.
  */
 #ifndef KSTRESS_H
 #define KSTRESS_H
@@ -31,6 +36,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -222,16 +228,19 @@ static inline long parse_num(const char *opt, const char *s, long min, long max)
 }
 
 /* One option: a flag (sets *flag to 1; with no flag it is only accepted),
- * or, when num is set, one that takes an integer in [min, max]. */
+ * or, when num is set, one that takes an integer in [min, max], or, when
+ * str is set, one that takes a non-empty string (a path). */
 struct opt {
 	const char *name;
 	int *flag;
 	long *num;
 	long min, max;
+	const char **str;
 };
 
-#define FLAG(name, var) { (name), (var), NULL, 0, 0 }
-#define NUM(name, var, min, max) { (name), NULL, (var), (min), (max) }
+#define FLAG(name, var) { (name), (var), NULL, 0, 0, NULL }
+#define NUM(name, var, min, max) { (name), NULL, (var), (min), (max), NULL }
+#define STR(name, var) { (name), NULL, NULL, 0, 0, (var) }
 
 /* Parses argv by opts, a table ending with { NULL }; the workload checks
  * what is required and how options combine afterwards. */
@@ -244,7 +253,7 @@ static inline void parse_opts(int argc, char **argv, const struct opt *opts)
 
 		while (o->name && strcmp(o->name, a))
 			o++;
-		if (o->name && !o->num) {
+		if (o->name && !o->num && !o->str) {
 			if (o->flag)
 				*o->flag = 1;
 			continue;
@@ -258,7 +267,14 @@ static inline void parse_opts(int argc, char **argv, const struct opt *opts)
 			snprintf(msg, sizeof(msg), "unknown option '%s'", a);
 			usage(msg);
 		}
-		*o->num = parse_num(a, argv[i], o->min, o->max);
+		if (o->str && !argv[i][0]) {
+			snprintf(msg, sizeof(msg), "%s wants a non-empty value", a);
+			usage(msg);
+		}
+		if (o->str)
+			*o->str = argv[i];
+		else
+			*o->num = parse_num(a, argv[i], o->min, o->max);
 	}
 }
 
@@ -323,6 +339,99 @@ static inline char *map_aligned(size_t len, size_t align, int flags)
 	if (p == MAP_FAILED)
 		fail_sys("mmap", errno);
 	return (char *)(((uintptr_t)p + align - 1) & ~(uintptr_t)(align - 1));
+}
+
+/* One page of MAP_SHARED memory, for counters fork children add to. */
+static inline void *map_shared_page(void)
+{
+	void *p = mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+
+	if (p == MAP_FAILED)
+		fail_sys("mmap(MAP_SHARED)", errno);
+	return p;
+}
+
+/* Relaxed atomic loads of a page's words: a racing reader retries on the
+ * seqlock (below), so a torn copy is never judged. */
+static inline void copy_words(const uint64_t *page, uint64_t *buf)
+{
+	for (unsigned i = 0; i < WORDS; i++)
+		buf[i] = __atomic_load_n(&page[i], __ATOMIC_RELAXED);
+}
+
+/* -- pages under a per-chunk seqlock ------------------------------------ */
+
+/* A chunk of pages has one writer, which makes its sequence odd, changes
+ * the pages and the state word that says what they hold (a generation, a
+ * key), and makes it even again; a reader copies a page and its state word
+ * between two reads of the same even sequence. */
+static inline void seq_write_begin(uint32_t *seq)
+{
+	__atomic_store_n(seq, *seq + 1, __ATOMIC_RELAXED);
+	atomic_thread_fence(memory_order_release);
+}
+
+static inline void seq_write_end(uint32_t *seq)
+{
+	__atomic_store_n(seq, *seq + 1, __ATOMIC_RELEASE);
+}
+
+/* Copies page into buf as one consistent version; returns *state as of
+ * that version.  *retries counts the copies a writer spoilt. */
+static inline uint32_t seq_copy_page(const uint32_t *seq, const uint32_t *state,
+				     const uint64_t *page, uint64_t *buf,
+				     unsigned long long *retries)
+{
+	for (;;) {
+		uint32_t s1 = __atomic_load_n(seq, __ATOMIC_ACQUIRE), v, s2;
+
+		if (s1 & 1) {
+			ADD(*retries, 1);
+			sched_yield();
+			continue;
+		}
+		v = __atomic_load_n(state, __ATOMIC_RELAXED);
+		copy_words(page, buf);
+		atomic_thread_fence(memory_order_acquire);
+		s2 = __atomic_load_n(seq, __ATOMIC_RELAXED);
+		if (s1 == s2)
+			return v;
+		ADD(*retries, 1);
+	}
+}
+
+/* -- pagemap and kpageflags --------------------------------------------- */
+
+/* The pagemap entries of the n pages from addr on: 1, or 0 when the file
+ * ends first. */
+static inline int pagemap_read(int fd, const void *addr, size_t n, uint64_t *out)
+{
+	off_t at = (uintptr_t)addr / PAGE * 8;
+	size_t done = 0;
+
+	while (done < n * 8) {
+		ssize_t got = pread(fd, (char *)out + done, n * 8 - done, at + done);
+
+		if (got < 0)
+			fail_sys("pread(/proc/self/pagemap)", errno);
+		if (!got)
+			return 0;
+		done += got;
+	}
+	return 1;
+}
+
+/* The /proc/kpageflags flags of pfn: 1, or 0 when they cannot be known. */
+static inline int kpageflags_read(int fd, uint64_t pfn, uint64_t *flags)
+{
+	ssize_t got;
+
+	if (fd < 0 || !pfn)
+		return 0;
+	got = pread(fd, flags, 8, (off_t)(pfn * 8));
+	if (got < 0)
+		fail_sys("pread(/proc/kpageflags)", errno);
+	return got == 8;
 }
 
 /* -- NUMA nodes and page migration -------------------------------------- */
@@ -502,6 +611,121 @@ static inline void migrate_whole(struct move_stats *s, unsigned long k)
 	ADD(s->mp_calls, 1);
 }
 
+/* -- decision logs and the plan ----------------------------------------- */
+
+/* --plan N (plan_decisions) prints the first N decisions of every seeded
+ * stream, from the seed alone; --log N (log_decisions) keeps the first N
+ * decisions each stream took, for the workload to print at its end
+ * (print_log).  A test compares the two. */
+static long plan_decisions, log_decisions;
+
+#define LOG_LINE 160
+
+struct dlog {
+	char *buf;   /* log_decisions + 1 lines of LOG_LINE bytes (dlog_alloc) */
+	long n;
+};
+
+static inline void dlog_alloc(struct dlog *l)
+{
+	l->buf = calloc(log_decisions + 1, LOG_LINE);
+	if (!l->buf)
+		die(EXIT_WORKLOAD, "out of memory for the decision log");
+}
+
+/* One decision: printed at once under --plan, kept if there is room. */
+static inline void __attribute__((format(printf, 2, 3)))
+log_line(struct dlog *l, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (plan_decisions) {
+		va_start(ap, fmt);
+		vprintf(fmt, ap);
+		va_end(ap);
+		putchar('\n');
+		return;
+	}
+	if (l->n >= log_decisions)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(l->buf + l->n * LOG_LINE, LOG_LINE, fmt, ap);
+	va_end(ap);
+	l->n++;
+}
+
+static inline void print_log(const struct dlog *l)
+{
+	for (long i = 0; i < l->n; i++)
+		printf("%s\n", l->buf + i * LOG_LINE);
+}
+
+/* want distinct numbers below n (fewer if n is smaller), sorted, into
+ * out[]; how many.  For a fork's sample of chunks or regions to lock in
+ * order. */
+static inline int pick_sorted(uint64_t *rng, int n, int want, int *out)
+{
+	int k = 0;
+
+	if (want > n)
+		want = n;
+	while (k < want) {
+		int c = rnd(rng) % n, i;
+
+		for (i = 0; i < k && out[i] != c; i++)
+			;
+		if (i < k)
+			continue;
+		for (i = k; i > 0 && out[i - 1] > c; i--)
+			out[i] = out[i - 1];
+		out[i] = c;
+		k++;
+	}
+	return k;
+}
+
+/* -- pattern words ------------------------------------------------------ */
+
+/* A verified page holds 512 words, each (magic, logical page, generation,
+ * word index): any word says where it belongs and how new it is.  The
+ * workload picks its own 16-bit magic. */
+#define PATTERN_LP_BITS 20
+#define PATTERN_GEN_MAX 0x7ffffU   /* 19 bits; generation 0 means "zeros expected" */
+
+static inline uint64_t pattern_word(uint64_t magic, uint32_t lp, uint32_t gen, unsigned w)
+{
+	return magic << 48 | (uint64_t)(lp & ((1U << PATTERN_LP_BITS) - 1)) << 28 |
+	       (uint64_t)(gen & PATTERN_GEN_MAX) << 9 | w;
+}
+
+/* What a word that came back wrong holds, for the report. */
+static inline const char *decode_word(uint64_t magic, uint64_t got, char *buf, size_t size)
+{
+	if (got >> 48 == magic)
+		snprintf(buf, size, "pattern of logical page %llu generation %llu word %llu",
+			 (unsigned long long)(got >> 28 & ((1U << PATTERN_LP_BITS) - 1)),
+			 (unsigned long long)(got >> 9 & PATTERN_GEN_MAX), (unsigned long long)(got & 511));
+	else
+		snprintf(buf, size, "%s", got ? "not a pattern word" : "zeros");
+	return buf;
+}
+
+/* -- a migrator's batch ------------------------------------------------- */
+
+/* Round number round of a migrator: moves those of pages[0..n) that are
+ * present to the next node (only queries them on one node; pages[] is
+ * reordered), and every 32nd round moves the whole process off one node. */
+static inline void migrate_round(struct move_stats *s, long round, int n, void **pages, int flags)
+{
+	int to[n], from[n];
+	int k = present_pages(s, n, pages, from, to);
+
+	if (k && nnodes > 1)
+		move_pages_to(s, k, pages, from, to, flags);
+	if (nnodes > 1 && round % 32 == 0)
+		migrate_whole(s, round / 32);
+}
+
 /* -- fork children ------------------------------------------------------ */
 
 /* The children in flight: fork number n has slot n % MAX_CHILDREN, so a
@@ -574,12 +798,179 @@ static inline pid_t fork_child(void)
 	return pid;
 }
 
+/* A writer-preferring rwlock: writers of memory hold it shared, fork takes
+ * it alone, so a child's copy of the memory and of the bookkeeping that says
+ * what it holds agree (no write is half done). */
+static inline void fork_gate_init(pthread_rwlock_t *gate)
+{
+	pthread_rwlockattr_t ga;
+	int e;
+
+	if ((e = pthread_rwlockattr_init(&ga)) ||
+	    (e = pthread_rwlockattr_setkind_np(&ga, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP)) ||
+	    (e = pthread_rwlock_init(gate, &ga)))
+		fail_sys("pthread_rwlock_init", e);
+}
+
+/* fork_child() inside the gate, after reaping the child of its slot: 0 in
+ * the child (its one thread holds the gate, which no one else needs there),
+ * the child's pid in the parent. */
+static inline pid_t gated_fork(pthread_rwlock_t *gate)
+{
+	pid_t pid;
+
+	reap_slot(forks);
+	check_pthread("pthread_rwlock_wrlock", pthread_rwlock_wrlock(gate));
+	pid = fork_child();
+	if (pid)
+		check_pthread("pthread_rwlock_unlock", pthread_rwlock_unlock(gate));
+	return pid;
+}
+
 /* The end of a run: every thread's loop stops, every child is reaped. */
 static inline void stop_and_reap(void)
 {
 	atomic_store(&stop, 1);
 	for (int i = 0; i < MAX_CHILDREN; i++)
 		reap_slot(i);
+}
+
+/* -- small sysfs and procfs files -------------------------------------- */
+
+/* The first line of path, without its newline, in buf: 0, or -1 with errno. */
+static inline int read_line(const char *path, char *buf, size_t len)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC), e;
+	ssize_t n;
+
+	if (fd < 0)
+		return -1;
+	n = read(fd, buf, len - 1);
+	e = errno;
+	close(fd);
+	if (n < 0) {
+		errno = e;
+		return -1;
+	}
+	buf[n] = 0;
+	buf[strcspn(buf, "\n")] = 0;
+	return 0;
+}
+
+/* The number path holds: 0, or -1 with errno (EINVAL: not a number). */
+static inline int read_long(const char *path, long *v)
+{
+	char buf[64], *end;
+
+	if (read_line(path, buf, sizeof(buf)))
+		return -1;
+	errno = 0;
+	*v = strtol(buf, &end, 10);
+	if (errno || end == buf) {
+		errno = EINVAL;
+		return -1;
+	}
+	return 0;
+}
+
+/* Writes s to path as `echo s > path` does: 0, or -1 with errno (for a
+ * sysfs file, the error its store returned; EINTR when a signal came). */
+static inline int write_str(const char *path, const char *s)
+{
+	int fd = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC), e;
+	ssize_t n;
+
+	if (fd < 0)
+		return -1;
+	n = write(fd, s, strlen(s));
+	e = errno;
+	close(fd);
+	if (n < 0) {
+		errno = e;
+		return -1;
+	}
+	return 0;
+}
+
+/* -- a supervisor that puts global settings back ----------------------- */
+
+static volatile sig_atomic_t supervised_child, supervisor_signal;
+
+static inline void supervisor_forward(int sig)
+{
+	supervisor_signal = sig;
+	if (supervised_child > 0)
+		kill(supervised_child, sig);
+}
+
+/* Runs the rest of the workload in a child process, for a workload that
+ * changes settings of the whole machine.  It returns in the child (SIGTERM,
+ * SIGINT and SIGHUP back to their default actions).  The parent forwards
+ * those signals to the child, waits for it and calls restore() however it
+ * ended (its exit, die(), a signal, SIGKILL), then ends as the child did:
+ * the child's exit status (EXIT_WORKLOAD instead of 0 when restore() failed),
+ * or the forwarded signal's default action.  A child killed by another
+ * signal ends it with EXIT_WORKLOAD for SIGKILL (the OOM killer?) and
+ * EXIT_KERNEL for any other (a fault on the workload's own memory). */
+static inline void supervise(int (*restore)(void))
+{
+	static const int sigs[] = { SIGTERM, SIGINT, SIGHUP };
+	struct sigaction sa = { .sa_handler = supervisor_forward };
+	sigset_t block, old;
+	pid_t pid, r;
+	int st, sig, restored;
+
+	sigemptyset(&sa.sa_mask);
+	sigemptyset(&block);
+	for (unsigned i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
+		sigaddset(&block, sigs[i]);
+		if (sigaction(sigs[i], &sa, NULL))
+			fail_sys("sigaction", errno);
+	}
+	/* Held across the fork: the child resets them before it can get one,
+	 * the parent knows the child's pid before it forwards one. */
+	if (sigprocmask(SIG_BLOCK, &block, &old))
+		fail_sys("sigprocmask", errno);
+	fflush(stdout);
+	fflush(stderr);
+	pid = fork();
+	if (pid < 0) {
+		restore();
+		fail_sys("fork", errno);
+	}
+	if (pid == 0) {
+		for (unsigned i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+			signal(sigs[i], SIG_DFL);
+		sigprocmask(SIG_SETMASK, &old, NULL);
+		return;
+	}
+	supervised_child = pid;
+	sigprocmask(SIG_SETMASK, &old, NULL);
+	while ((r = waitpid(pid, &st, 0)) < 0 && errno == EINTR)
+		;
+	if (r != pid) {
+		restore();
+		fail_sys("waitpid", errno);
+	}
+	restored = restore() == 0;
+	fflush(stdout);
+	if (WIFEXITED(st)) {
+		if (WEXITSTATUS(st) == 0 && !restored)
+			die(EXIT_WORKLOAD, "workload failed: the settings it changed could not all "
+			    "be put back (see above)");
+		_exit(WEXITSTATUS(st));
+	}
+	sig = WTERMSIG(st);
+	if (sig == supervisor_signal) {
+		signal(sig, SIG_DFL);
+		raise(sig);
+		_exit(128 + sig);
+	}
+	if (sig == SIGKILL)
+		die(EXIT_WORKLOAD, "the workload process %d was killed by SIGKILL (out of memory?)",
+		    (int)pid);
+	die(EXIT_KERNEL, "the workload process %d was killed by signal %d (%s)", (int)pid, sig,
+	    strsignal(sig));
 }
 
 #endif /* KSTRESS_H */

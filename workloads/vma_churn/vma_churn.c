@@ -68,10 +68,9 @@
 #define BATCH 64
 #define FORK_SAMPLE 4
 #define CHILD_PICKS 24
-#define LOG_LINE 160
-#define MAGIC 0x5a17ULL
-#define LP_BITS 20
-#define GEN_MAX 0x7ffffU        /* 19 bits; 0 means "zeros expected" */
+#define MAGIC 0x5a17ULL          /* of its pattern words (kstress.h) */
+#define LP_BITS PATTERN_LP_BITS
+#define GEN_MAX PATTERN_GEN_MAX
 /* ---------------------------------------------------------------- failing */
 
 static __thread const char *cur_op = "setup";
@@ -87,7 +86,6 @@ static long duration = -1, seed = -1, nchurners = 2;
 enum { RNG_MAIN = 2, RNG_MIGRATOR = 3, RNG_CHURNER = 4 };
 static long thp_mb = 48, small_mb = 16;
 static int no_fork, no_migrate, self_test_corrupt;
-static long plan_n, log_n;
 
 /* ------------------------------------------------------------- the chunks */
 
@@ -130,42 +128,10 @@ struct stats {
 
 static __thread struct stats *me;
 
-/* Decision logs (--log) and the plan (--plan) share their lines. */
-struct dlog {
-	char *buf;
-	long n;
-};
-
-static void log_line(struct dlog *l, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (plan_n) {
-		va_start(ap, fmt);
-		vprintf(fmt, ap);
-		va_end(ap);
-		putchar('\n');
-		return;
-	}
-	if (l->n >= log_n)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(l->buf + l->n * LOG_LINE, LOG_LINE, fmt, ap);
-	va_end(ap);
-	l->n++;
-}
-
-static void print_log(const struct dlog *l)
-{
-	for (long i = 0; i < l->n; i++)
-		printf("%s\n", l->buf + i * LOG_LINE);
-}
-
 /* The pattern word w of logical page lp at generation gen. */
 static inline uint64_t pat(uint32_t lp, uint32_t gen, unsigned w)
 {
-	return MAGIC << 48 | (uint64_t)(lp & ((1U << LP_BITS) - 1)) << 28 |
-	       (uint64_t)(gen & GEN_MAX) << 9 | w;
+	return pattern_word(MAGIC, lp, gen, w);
 }
 
 static inline char *pg(const struct chunk *c, size_t p)
@@ -432,12 +398,7 @@ static void mismatch(struct chunk *c, size_t p, size_t word, uint64_t exp, uint6
 
 	claim_failure();
 	again = w[word];
-	if (got >> 48 == MAGIC)
-		snprintf(dec, sizeof(dec), "pattern of logical page %llu generation %llu word %llu",
-			 (unsigned long long)(got >> 28 & ((1U << LP_BITS) - 1)),
-			 (unsigned long long)(got >> 9 & GEN_MAX), (unsigned long long)(got & 511));
-	else
-		snprintf(dec, sizeof(dec), "%s", got ? "not a pattern word" : "zeros");
+	decode_word(MAGIC, got, dec, sizeof(dec));
 	describe_page((const void *)w, s, sizeof(s));
 	finish(is_child ? EXIT_CHILD_MISMATCH : EXIT_KERNEL,
 	       "data mismatch in %s during %s: %s page %zu (logical page %u, generation %u) "
@@ -1094,15 +1055,6 @@ static uint64_t migrator_decide(long n, void **pages)
 	return digest;
 }
 
-static void migrate_batch(void **pages, int flags)
-{
-	int to[BATCH], from[BATCH];
-	int n = present_pages(&mig.mv, BATCH, pages, from, to);
-
-	if (n && nnodes > 1)
-		move_pages_to(&mig.mv, n, pages, from, to, flags);
-}
-
 static void *migrator_main(void *arg)
 {
 	int flags = move_flags();
@@ -1114,11 +1066,8 @@ static void *migrator_main(void *arg)
 	while (!stopping()) {
 		void *pages[BATCH];
 
-		migrator_decide(round++, pages);
-		migrate_batch(pages, flags);
-		/* Every 32 batches move the whole process off one node. */
-		if (nnodes > 1 && round % 32 == 0)
-			migrate_whole(&mig.mv, round / 32);
+		migrator_decide(round, pages);
+		migrate_round(&mig.mv, ++round, BATCH, pages, flags);
 	}
 	return NULL;
 }
@@ -1142,21 +1091,8 @@ struct fork_plan {
 static void forker_decide(uint64_t *rng, long n, struct fork_plan *f)
 {
 	uint64_t sub = rnd(rng);
-	int want = nchunks < FORK_SAMPLE ? nchunks : FORK_SAMPLE;
 
-	f->k = 0;
-	while (f->k < want) {
-		int c = rnd(&sub) % nchunks, i;
-
-		for (i = 0; i < f->k && f->sample[i] != c; i++)
-			;
-		if (i < f->k)
-			continue;
-		for (i = f->k; i > 0 && f->sample[i - 1] > c; i--)
-			f->sample[i] = f->sample[i - 1];
-		f->sample[i] = c;
-		f->k++;
-	}
+	f->k = pick_sorted(&sub, nchunks, FORK_SAMPLE, f->sample);
 	f->child_seed = rnd(&sub);
 	log_line(&fork_log, "decision forker n=%ld chunks=%d,%d,%d,%d child_seed=%016llx", n,
 		 f->sample[0], f->k > 1 ? f->sample[1] : -1, f->k > 2 ? f->sample[2] : -1,
@@ -1437,13 +1373,13 @@ static void parse_args(int argc, char **argv)
 		NUM("--writers", &nchurners, 1, MAX_CHURNERS),
 		NUM("--thp-mb", &thp_mb, 0, 512),
 		NUM("--small-mb", &small_mb, 0, 512),
-		NUM("--plan", &plan_n, 1, 1000000),
-		NUM("--log", &log_n, 0, 100000),
+		NUM("--plan", &plan_decisions, 1, 1000000),
+		NUM("--log", &log_decisions, 0, 100000),
 		{ NULL },
 	};
 
 	parse_opts(argc, argv, opts);
-	if (seed < 0 || (duration < 0 && !plan_n))
+	if (seed < 0 || (duration < 0 && !plan_decisions))
 		usage("--duration and --seed are required (--plan needs only --seed)");
 	if (thp_mb < 2 && small_mb < 1)
 		usage("no memory to test: give --thp-mb >= 2 or --small-mb >= 1");
@@ -1456,14 +1392,14 @@ static int print_plan(void)
 	struct fork_plan f;
 
 	for (int t = 0; t < nchurners; t++)
-		for (long n = 0; n < plan_n; n++) {
+		for (long n = 0; n < plan_decisions; n++) {
 			uint64_t r1, r2;
 
 			churner_decide(&churners[t], n, &r1, &r2);
 		}
-	for (long n = 0; n < plan_n; n++)
+	for (long n = 0; n < plan_decisions; n++)
 		forker_decide(&main_rng, n, &f);
-	for (long n = 0; n < plan_n; n++)
+	for (long n = 0; n < plan_decisions; n++)
 		migrator_decide(n, NULL);
 	return 0;
 }
@@ -1504,20 +1440,15 @@ int main(int argc, char **argv)
 	parse_args(argc, argv);
 	me = &main_stats;
 	plan_chunks();
-	if (plan_n)
+	if (plan_decisions)
 		return print_plan();
 	find_nodes();
 	migrate = !no_migrate && numa_ok;
 
-	for (int t = 0; t < nchurners; t++) {
-		churners[t].log.buf = calloc(log_n + 1, LOG_LINE);
-		if (!churners[t].log.buf)
-			die(EXIT_WORKLOAD, "out of memory for the decision log");
-	}
-	mig.log.buf = calloc(log_n + 1, LOG_LINE);
-	fork_log.buf = calloc(log_n + 1, LOG_LINE);
-	if (!mig.log.buf || !fork_log.buf)
-		die(EXIT_WORKLOAD, "out of memory for the decision log");
+	for (int t = 0; t < nchurners; t++)
+		dlog_alloc(&churners[t].log);
+	dlog_alloc(&mig.log);
+	dlog_alloc(&fork_log);
 	shared = x_map(NULL, sizeof(*shared), PROT_READ | PROT_WRITE, MAP_SHARED, "mmap(shared counters)");
 
 	memset(&sa, 0, sizeof(sa));

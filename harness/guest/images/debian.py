@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness import cache, log
+from harness.cache_entries import touch
 from harness.errors import CouldNotTest, KstressError, UsageError
 from harness.guest.channels import serial
 from harness.guest.images.initramfs import NAME_RE, WORKLOAD_DIR, is_static_elf
@@ -319,6 +320,7 @@ def build_rootfs(cache_dir: Path | None = None, *, recipe_dir: Path = RECIPE_DIR
     parent = Path(cache_dir or cache.cache_root()) / "debian"
     entry = parent / f"rootfs-{key}"
     if (entry / "meta.json").is_file():
+        touch(entry)
         return entry / "tree"
     mmdebstrap = _require("mmdebstrap", "mmdebstrap")
     if os.geteuid() != 0:
@@ -446,6 +448,7 @@ def build_image(binaries: dict[str, Path], cache_dir: Path | None = None, **root
 
 
 def _image(entry: Path, hit: bool) -> DebianImage:
+    touch(entry)  # the LRU order of `kstress cache prune`
     meta = json.loads((entry / "meta.json").read_text())
     if hit:
         log.info(f"debian image: cached {entry.name}")

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from harness import log
 from harness.cache import atomic_write_bytes, cache_root, locked
+from harness.cache_entries import touch
 from harness.errors import CouldNotTest, UsageError
 from harness.guest.channels import serial
 from harness.paths import IMAGES_DIR
@@ -133,6 +134,7 @@ def build_initramfs(binaries: dict[str, Path], cache_dir: Path | None = None) ->
     digest = hashlib.sha256(archive).hexdigest()[:24]
     out = Path(cache_dir or cache_root()) / "initramfs" / f"initramfs-{digest}.cpio.gz"
     if out.is_file():
+        touch(out)
         log.info(f"initramfs: cached {out.name}")
         return out
     with locked(out):

@@ -11,17 +11,18 @@ from pathlib import Path
 
 from harness import log
 from harness.cache import cache_root, clean_stale_tmp, make_tmp_dir, publish_dir
+from harness.cache_entries import touch
 from harness.errors import CouldNotTest
 from harness.stress.manifest import Workload
-from harness.toolchain import CC, compiler_id
+from harness.toolchain import CC, toolchain_id
 
 CFLAGS = ("-O2", "-static", "-pthread", "-Wall", "-Werror")
 
 
 def workload_key(w: Workload) -> str:
-    """Hash of compiler, flags, sources and headers: a change to any rebuilds."""
+    """Hash of toolchain, flags, sources and headers: a change to any rebuilds."""
     h = hashlib.sha256()
-    for part in (compiler_id(), " ".join(CFLAGS)):
+    for part in (toolchain_id(), " ".join(CFLAGS)):
         h.update(part.encode() + b"\0")
     for kind, files in (("source", w.sources), ("header", w.headers)):
         for path in files:
@@ -44,6 +45,7 @@ def build(w: Workload, cache_dir: Path | None = None) -> Path:
     final = parent / f"{w.name}-{workload_key(w)}"
     binary = final / w.name
     if binary.is_file():
+        touch(final)
         return binary
     try:
         clean_stale_tmp(parent)
