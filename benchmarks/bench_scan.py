@@ -212,7 +212,10 @@ def _run(argv, stdout_path):
         child = subprocess.Popen(argv, stdout=out, env=dict(os.environ, LC_ALL="C"))
         while True:
             for pid in [child.pid, *_children(child.pid)]:
-                peaks[pid] = max(peaks.get(pid, 0), _hwm_kb(pid))
+                # VmHWM only grows within one program; the latest reading is that
+                # of the program the pid runs at the end (a fork's copy of the
+                # parent's figure is gone after its exec).
+                peaks[pid] = _hwm_kb(pid) or peaks.get(pid, 0)
             waited, status = os.waitpid(child.pid, os.WNOHANG)
             if waited:
                 break
