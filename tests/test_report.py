@@ -3,12 +3,16 @@ carries findings as failures and our own trouble as errors; run.json is
 written from typed records and validates against run.schema.json."""
 
 import json
+import time
+from types import SimpleNamespace
 
 from junit_schema import validate
 from run_schema import validate_run_json
 
+from harness.run import verdict
 from harness.run.record import FORMAT_VERSION, GuestRecord, HotplugRecord, RunRecord, SwapRecord, WorkloadRecord
 from harness.run.results import write_results
+from harness.run.runner import Runner
 
 
 def record(run_id="run-1") -> RunRecord:
@@ -90,3 +94,18 @@ def test_exit_code_policy():
     assert exit_code(r) == 1
     r.interrupted = "SIGINT"
     assert exit_code(r) == 130  # as the process exits
+
+
+def test_interrupted_testcase_keeps_its_real_time_and_the_summary_says_130():
+    """Ctrl-C two minutes into a workload: the testcase shows those two minutes
+    (not 0.0 s) and summary.txt the code the process exits with."""
+    r = record()
+    case = r.case("migrate_fork")
+    runner = SimpleNamespace(current=case, current_t0=time.monotonic() - 120.0, stop_reason="")
+    r.interrupted = "SIGINT"
+    Runner._end_current(runner, "interrupted by SIGINT")
+    assert case.status == "error" and case.elapsed >= 120.0
+    r.exit_code = verdict.exit_code(r)
+    first = verdict.summary(r, "/tmp/x").splitlines()
+    assert "exit 130" in first[0]
+    assert any("migrate_fork" in line and " 120." in line for line in first[1:])

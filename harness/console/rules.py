@@ -18,7 +18,8 @@ strategy:
 import re
 import sys
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Tuple
+from functools import lru_cache
+from typing import Callable, Dict, FrozenSet, List, Optional, Tuple
 
 from . import frames as fr
 from .model import Frame
@@ -127,38 +128,48 @@ def _panic_message(fields: Dict[str, str], stack: List[Frame]) -> None:
         fields["msg"] = re.sub(r"\d+", "NUM", PANIC_MSG_END.sub("", msg).strip()) or "unknown"
 
 
+# Anchors as specific as the lines they find allow: a driver's "INFO:" or a
+# user-space "DEBUG:" line is then no hit for the prefilter (and costs nothing).
+_LOCK_CHAIN_ANCHORS = ("possible circular locking", "possible recursive locking", "possible irq lock inversion",
+                       "possible deadlock", "WARNING: SOFTIRQ-", "WARNING: HARDIRQ-")
+_LOCKDEP_MISC_ANCHORS = ("suspicious RCU usage", "still has locks held", "trying to register non-static key",
+                         "lock held at task exit time", "bad contention detected")
+
 # Order matters: the first matching rule wins.
 RULES: List[Rule] = [
-    Rule("kernel_bug", _r(r"(?:^|: )(?:kernel BUG|BUG) at (?P<file>[\w./+-]+\.\w+):(?P<line>\d+)!?"), ("BUG",),
+    Rule("kernel_bug", _r(r"(?:^|: )(?:kernel BUG|BUG) at (?P<file>[\w./+-]+\.\w+):(?P<line>\d+)!?"), ("BUG at ",),
          "bug", "BUG", "kernel BUG in {func}", "rip", fatal=True,
          has_prelude=True, repeat_window=3, bug_on=True, file_titles=_CHECKER_BUGS),
-    Rule("kernel_bug_noinfo", _r(r"^[Kk]ernel BUG at [0-9a-f]+ "), ("BUG",),
+    Rule("kernel_bug_noinfo", _r(r"^[Kk]ernel BUG at [0-9a-f]+ "), ("ernel BUG at ",),
          "bug", "BUG", "kernel BUG in {func}", "rip", fatal=True, has_prelude=True),
     # KASAN's report often ends in the oops of the bad access (a GPF).
-    Rule("kasan", _r(r"BUG: KASAN: (?P<kind>[\w-]+(?: or [\w-]+)?) (?:in|on address|on) (?P<func>[\w.$]+)?"), ("BUG",),
+    Rule("kasan", _r(r"BUG: KASAN: (?P<kind>[\w-]+(?: or [\w-]+)?) (?:in|on address|on) (?P<func>[\w.$]+)?"),
+         ("BUG: KASAN: ",),
          "kasan", "MEMORY_SAFETY_BUG", "KASAN: {kind} {access} in {func}", "access",
          absorbs_die_line=True, title_fields=_kasan_kind),
-    Rule("kfence", _r(r"BUG: KFENCE: (?P<kind>[\w -]+?) in (?P<func>[\w.$]+)"), ("BUG",),
+    Rule("kfence", _r(r"BUG: KFENCE: (?P<kind>[\w -]+?) in (?P<func>[\w.$]+)"), ("BUG: KFENCE: ",),
          "kfence", "MEMORY_SAFETY_BUG", "KFENCE: {kind} in {func}", "access"),
-    Rule("kmsan", _r(r"BUG: KMSAN: (?P<kind>[\w -]+?) in (?P<func>[\w.$]+)"), ("BUG",),
+    Rule("kmsan", _r(r"BUG: KMSAN: (?P<kind>[\w -]+?) in (?P<func>[\w.$]+)"), ("BUG: KMSAN: ",),
          "kmsan", "MEMORY_SAFETY_BUG", "KMSAN: {kind} in {func}", "access"),
-    Rule("kcsan", _r(r"BUG: KCSAN: (?P<kind>[\w :-]+?) in (?P<funcs>[\w.$]+ / [\w.$]+|[\w.$]+)"), ("BUG",),
+    Rule("kcsan", _r(r"BUG: KCSAN: (?P<kind>[\w :-]+?) in (?P<funcs>[\w.$]+ / [\w.$]+|[\w.$]+)"), ("BUG: KCSAN: ",),
          "kcsan", "DATARACE", "KCSAN: {kind} in {funcs}", "none"),
     Rule("ubsan", _r(r"UBSAN: (?P<kind>[\w-]+) in (?P<file>[\w./+-]+):(?P<line>\d+)"), ("UBSAN",),
          "ubsan", "UBSAN", "UBSAN: {kind} in {func}", "trace"),
     Rule("ubsan_old", _r(r"UBSAN: Undefined behaviour in (?P<file>[\w./+-]+):(?P<line>\d+)"), ("UBSAN",),
          "ubsan", "UBSAN", "UBSAN: undefined-behaviour in {func}", "trace"),
     Rule("null_deref", _r(r"BUG: (?:unable to handle kernel NULL pointer dereference|kernel NULL pointer dereference)"),
-         ("BUG",), "page_fault", "NULL-POINTER-DEREFERENCE",
+         ("NULL pointer dereference",), "page_fault", "NULL-POINTER-DEREFERENCE",
          "BUG: unable to handle kernel NULL pointer dereference in {func}", "rip", fatal=True),
     Rule("paging_request", _r(r"BUG: unable to handle (?:kernel paging request|page fault for address)|"
-                              r"BUG: Unable to handle kernel (?:data access|instruction fetch)"), ("BUG",),
+                              r"BUG: Unable to handle kernel (?:data access|instruction fetch)"),
+         ("BUG: unable to handle", "BUG: Unable to handle"),
          "page_fault", "BUG", "BUG: unable to handle kernel paging request in {func}", "rip", fatal=True),
     Rule("arm_fault", _r(r"(?:^|: |\s)Unable to handle kernel (?P<what>NULL pointer dereference|paging request|"
                          r"access to user memory)\b"), ("Unable to handle",),
          "page_fault", "BUG", "BUG: unable to handle kernel {what} in {func}", "rip", fatal=True),
     Rule("user_access", _r(r"BUG: unable to handle kernel (?P<what>access to user memory|[\w ]+?)(?: at| in|,|$)"),
-         ("BUG",), "page_fault", "BUG", "BUG: unable to handle kernel {what} in {func}", "rip", fatal=True),
+         ("BUG: unable to handle kernel ",),
+         "page_fault", "BUG", "BUG: unable to handle kernel {what} in {func}", "rip", fatal=True),
     # The die line only: user space's "traps: ... general protection fault ip:..." is no kernel report.
     Rule("gpf", _r(r"general protection fault.*\[#"), ("[#",),
          "gpf", "BUG", "general protection fault in {func}", "rip", fatal=True,
@@ -177,83 +188,86 @@ RULES: List[Rule] = [
          "oops", "BUG", "Internal error in {func}", "rip", fatal=True),
     Rule("oops", _r(r"^Oops(?: - [\w ]+)?: [0-9a-f]+ \[#\d+\]"), ("[#",),
          "oops", "BUG", "Oops in {func}", "rip", fatal=True),
-    Rule("bad_page_state", _r(r"BUG: Bad page state in process"), ("BUG",),
+    Rule("bad_page_state", _r(r"BUG: Bad page state in process"), ("BUG: Bad page state",),
          "bad_page", "BUG", "BUG: Bad page state in {func}", "trace", has_prelude=True),
-    Rule("bad_page_map", _r(r"BUG: Bad page map"), ("BUG",),
+    Rule("bad_page_map", _r(r"BUG: Bad page map"), ("BUG: Bad page map",),
          "bad_page", "BUG", "BUG: Bad page map", "trace", has_prelude=True),
-    Rule("bad_rss", _r(r"BUG: Bad rss-counter state"), ("BUG",),
+    Rule("bad_rss", _r(r"BUG: Bad rss-counter state"), ("BUG: Bad rss-counter",),
          "bad_page", "BUG", "BUG: Bad rss-counter state", "none"),
     # list_debug's message, then the BUG() it raises.
     Rule("list_corruption", _r(r"(?:^|: )list_(?:add|del)(?: corruption|_\w+ corruption| double add)|"
                                r"^list_del corruption"), ("corruption", "double add"),
          "list_corruption", "BUG", "BUG: corrupted list in {func}", "trace", absorbs_die_line=True),
-    Rule("soft_lockup", _r(r"BUG: soft lockup - CPU#\d+ stuck"), ("BUG",),
+    Rule("soft_lockup", _r(r"BUG: soft lockup - CPU#\d+ stuck"), ("BUG: soft lockup",),
          "lockup", "HANG", "BUG: soft lockup in {func}", "stall"),
     Rule("hard_lockup", _r(r"Watchdog detected hard LOCKUP on cpu"), ("LOCKUP",),
          "lockup", "HANG", "BUG: hard lockup in {func}", "stall"),
-    Rule("spinlock_lockup", _r(r"BUG: spinlock lockup suspected"), ("BUG",),
+    Rule("spinlock_lockup", _r(r"BUG: spinlock lockup suspected"), ("BUG: spinlock lockup",),
          "lockup", "HANG", "BUG: spinlock lockup suspected in {func}", "trace"),
-    Rule("workqueue_lockup", _r(r"BUG: workqueue lockup"), ("BUG",),
+    Rule("workqueue_lockup", _r(r"BUG: workqueue lockup"), ("BUG: workqueue lockup",),
          "lockup", "HANG", "BUG: workqueue lockup", "none"),
     # One header per stalled CPU.
     Rule("rcu_stall", _r(r"INFO: rcu_?\w* (?:self-)?detected stalls?\b|INFO: rcu_\w+ detected expedited stalls"),
-         ("INFO:",), "rcu_stall", "HANG", "INFO: rcu detected stall in {func}", "stall", repeat_window=40),
+         ("INFO: rcu",), "rcu_stall", "HANG", "INFO: rcu detected stall in {func}", "stall", repeat_window=40),
     Rule("hung_task", _r(r"INFO: task (?P<comm>.+?):(?P<pid>\d+) blocked (?:in I/O wait )?for more than \d+ seconds"),
-         ("INFO:",), "hung_task", "HANG", "INFO: task hung in {func}", "trace"),
-    Rule("task_cant_die", _r(r"INFO: task (?P<comm>.+?):(?P<pid>\d+) can't die"), ("INFO:",),
+         ("INFO: task ",), "hung_task", "HANG", "INFO: task hung in {func}", "trace"),
+    Rule("task_cant_die", _r(r"INFO: task (?P<comm>.+?):(?P<pid>\d+) can't die"), ("INFO: task ",),
          "hung_task", "HANG", "INFO: task can't die in {func}", "trace"),
     # One header per dependency chain; the offending task's stack comes last.
     Rule("circular_locking", _r(r"(?:WARNING|INFO): possible (?:circular locking dependency|recursive locking) "
                                 r"detected|"
                                 r"(?:WARNING|INFO): possible irq lock inversion dependency detected|"
                                 r"possible deadlock|WARNING: (?:SOFTIRQ|HARDIRQ)-(?:safe|READ-safe)"),
-         ("WARNING", "INFO:", "possible deadlock"), "lockdep", "LOCKDEP", "possible deadlock in {func}", "lock",
+         _LOCK_CHAIN_ANCHORS,
+         "lockdep", "LOCKDEP", "possible deadlock in {func}", "lock",
          repeat_window=40, offender_stack_last=True),
     Rule("inconsistent_lock", _r(r"(?:WARNING|INFO): inconsistent lock state|^inconsistent lock state"),
-         ("WARNING", "INFO:", "inconsistent lock"), "lockdep", "LOCKDEP", "inconsistent lock state in {func}", "lock"),
+         ("inconsistent lock state",), "lockdep", "LOCKDEP", "inconsistent lock state in {func}", "lock"),
     Rule("lock_balance", _r(r"(?P<level>WARNING|BUG): (?P<what>bad unlock balance|held lock freed|"
-                            r"nested lock was not taken)"), ("WARNING", "BUG"),
+                            r"nested lock was not taken)"),
+         ("bad unlock balance", "held lock freed", "nested lock was not taken"),
          "lockdep", "LOCKDEP", "{level}: {what} in {func}", "lock"),
-    Rule("locks_held", _r(r"(?P<level>WARNING|BUG): \S+ (?P<what>still has locks held)!"), ("WARNING", "BUG"),
+    Rule("locks_held", _r(r"(?P<level>WARNING|BUG): \S+ (?P<what>still has locks held)!"), ("still has locks held",),
          "lockdep", "LOCKDEP", "{level}: {what} in {func}", "lock"),
     Rule("locks_to_user", _r(r"(?P<level>WARNING|BUG): (?P<what>lock held when returning to user space|"
-                             r"workqueue leaked lock or atomic)"), ("WARNING", "BUG"),
+                             r"workqueue leaked lock or atomic)"),
+         ("lock held when returning to user space", "workqueue leaked lock or atomic"),
          "lockdep", "LOCKDEP", "{level}: {what} in {func}", "lock"),
-    Rule("wait_context", _r(r"BUG: Invalid wait context"), ("BUG",),
+    Rule("wait_context", _r(r"BUG: Invalid wait context"), ("BUG: Invalid wait context",),
          "lockdep", "LOCKDEP", "WARNING: locking bug in {func}", "trace"),
     Rule("lockdep_misc", _r(r"(?P<level>WARNING|BUG|INFO): (?P<what>suspicious RCU usage|"
                             r"still has locks held|"
                             r"trying to register non-static key|"
-                            r"lock held at task exit time|bad contention detected)"), ("WARNING", "BUG", "INFO:"),
+                            r"lock held at task exit time|bad contention detected)"), _LOCKDEP_MISC_ANCHORS,
          "lockdep", "LOCKDEP", "{level}: {what} in {func}", "trace"),
     Rule("atomic_sleep", _r(r"BUG: (?P<what>sleeping function called from invalid context|scheduling while atomic|"
                             r"using (?:smp_processor_id|__this_cpu_\w+|this_cpu_\w+)\(\)"
-                            r"(?= in (?P<preemptible>preemptible))?)"), ("BUG",),
+                            r"(?= in (?P<preemptible>preemptible))?)"), ("BUG: ",),
          "atomic_sleep", "ATOMIC_SLEEP", "BUG: {what}{preemptible} in {func}", "trace"),
-    Rule("lockdep_limit", _r(r"BUG: (?P<what>MAX_\w+ too low!)"), ("BUG",),
+    Rule("lockdep_limit", _r(r"BUG: (?P<what>MAX_\w+ too low!)"), ("BUG: MAX_",),
          "lockdep", "LOCKDEP", "BUG: {what}", "none"),
     Rule("warning", _r(r"WARNING: (?:CPU: \d+ PID: \d+ )?at (?P<file>[\w./+-]+\.\w+):(?P<line>\d+)"
-                       r"(?: (?P<func>[\w.$]+)\+)?"), ("WARNING",),
+                       r"(?: (?P<func>[\w.$]+)\+)?"), ("WARNING: ",),
          "warning", "WARNING", "WARNING in {func}", "warn", has_prelude=True, file_titles=_CHECKER_WARNINGS),
     Rule("warning_new", _r(r"WARNING: (?:\[.*?\] )?(?P<file>[\w./+-]+\.\w+):(?P<line>\d+) at "
-                           r"(?:(?P<func>[\w.$]+)\+|0x)"), ("WARNING",),
+                           r"(?:(?P<func>[\w.$]+)\+|0x)"), ("WARNING: ",),
          "warning", "WARNING", "WARNING in {func}", "warn", has_prelude=True, file_titles=_CHECKER_WARNINGS),
-    Rule("warning_nofile", _r(r"WARNING: CPU: \d+ PID: \d+ at (?P<func>[\w.$]+)\+"), ("WARNING",),
+    Rule("warning_nofile", _r(r"WARNING: CPU: \d+ PID: \d+ at (?P<func>[\w.$]+)\+"), ("WARNING: CPU: ",),
          "warning", "WARNING", "WARNING in {func}", "warn", has_prelude=True),
     Rule("memory_leak", _r(r"^unreferenced object 0x[0-9a-f]+ \(size \d+\)|BUG: memory leak$"),
-         ("unreferenced object", "BUG"), "memory_leak", "LEAK", "memory leak in {func}", "trace"),
-    Rule("dentry_in_use", _r(r"BUG: Dentry \S+\s+still in use(?: \(-?\d+\) \[(?P<op>\w+) of)?"), ("BUG",),
+         ("unreferenced object", "BUG: memory leak"), "memory_leak", "LEAK", "memory leak in {func}", "trace"),
+    Rule("dentry_in_use", _r(r"BUG: Dentry \S+\s+still in use(?: \(-?\d+\) \[(?P<op>\w+) of)?"), ("BUG: Dentry ",),
          "bug", "BUG", "BUG: Dentry still in use in {op}", "none"),
-    Rule("task_stack_guard", _r(r"BUG: (?:TASK|IRQ) stack guard page was hit"), ("BUG",),
+    Rule("task_stack_guard", _r(r"BUG: (?:TASK|IRQ) stack guard page was hit"), ("stack guard page was hit",),
          "bug", "BUG", "BUG: stack guard page was hit in {func}", "trace", fatal=True),
     Rule("stack_guard", _r(r"BUG: (?P<what>stack guard page was hit|"
                            r"kernel stack overflow|Dentry still in use|Object already free|"
-                           r"bad usercopy|corrupted list|held lock freed)"), ("BUG",),
+                           r"bad usercopy|corrupted list|held lock freed)"), ("BUG: ",),
          "bug", "BUG", "BUG: {what} in {func}", "trace"),
-    Rule("slub_error", _r(r"^BUG [\w-]+ \((?:Not tainted|Tainted: [^)]*)\): (?P<what>[^:(]+?)\s*$"), ("BUG",),
+    Rule("slub_error", _r(r"^BUG [\w-]+ \((?:Not tainted|Tainted: [^)]*)\): (?P<what>[^:(]+?)\s*$"), ("BUG ",),
          "bad_page", "BUG", "BUG: {what}", "none"),
     Rule("stack_unwind", _r(r"^WARNING: kernel stack (?P<what>regs|frame pointer) at \S+ in \S+ has bad "
-                            r"(?P<reg>'\w+' )?value"), ("WARNING",),
+                            r"(?P<reg>'\w+' )?value"), ("WARNING: kernel stack ",),
          "warning", "WARNING", "WARNING: kernel stack {what} has bad {reg}value", "none"),
     Rule("netdev_leak", _r(r"unregister_netdevice: waiting for \S+ to become free"), ("unregister_netdevice: waiting",),
          "hung_task", "HANG", "unregister_netdevice: waiting for DEV to become free", "none", interleaves=True),
@@ -277,16 +291,32 @@ RULES: List[Rule] = [
     # with a message but no location (WARN without CPU/PID line, old printk)
     # is one if it has a stack.
     Rule("generic_bug", _r(r"^BUG: (?P<what>[A-Za-z_][^\[]{2,80}?)"
-                           r"(?= at | on | for | in preemptible| - |: |, |\(|\[|$)"), ("BUG",),
+                           r"(?= at | on | for | in preemptible| - |: |, |\(|\[|$)"), ("BUG: ",),
          "bug", "BUG", "BUG: {what} in {func}", "trace"),
-    Rule("generic_warning", _r(r"^WARNING: (?P<what>[A-Za-z][^\[\]]{2,120}?)\s*$"), ("WARNING",),
+    Rule("generic_warning", _r(r"^WARNING: (?P<what>[A-Za-z][^\[\]]{2,120}?)\s*$"), ("WARNING: ",),
          "warning", "WARNING", "WARNING: {what}", "none", needs_stack=True),
 ]
 
 
+_RULE_ANCHORS = tuple(dict.fromkeys(anchor for rule in RULES for anchor in rule.anchors))
+
+
+@lru_cache(maxsize=None)
+def _rules_with(anchors: FrozenSet[str]) -> Tuple[Rule, ...]:
+    return tuple(rule for rule in RULES if any(anchor in anchors for anchor in rule.anchors))
+
+
 def match_rule(text: str):
-    """(rule, match) for the first rule matching a cleaned console line, else None."""
-    for rule in RULES:
+    """(rule, match) for the first rule matching a cleaned console line, else None.
+
+    Only the rules whose anchors the line holds can match it (test_console_rules
+    checks this of every rule), so only those are tried: a chatter line that
+    holds "WARNING" costs the WARNING rules, not all of them.
+    """
+    present = frozenset(anchor for anchor in _RULE_ANCHORS if anchor in text)
+    if not present:
+        return None
+    for rule in _rules_with(present):
         match = rule.pattern.search(text)
         if match:
             return rule, match

@@ -21,6 +21,8 @@ MARGIN_BYTES = 2 << 20
 # How far back a report's prelude (cut here, page dump) may reach.
 BACK_LINES = 40
 BACK_BYTES = 16 << 10
+# A report that needs a stack has a frame ("func+0x1f/0x40") this close after its first line.
+STACK_LOOKAHEAD_BYTES = 8 << 10
 # Window read around a hit when anchors come from an external search: the
 # prelude, the longest report we parse (reports.MAX_REPORT_LINES lines), slack.
 REPORT_BYTES = 160 << 10
@@ -46,6 +48,7 @@ class _Buffer:
         self.base = base
         self.is_bytes = isinstance(data, (bytes, bytearray))
         self.nl = b"\n" if self.is_bytes else "\n"
+        self.frame_hint = b"+0x" if self.is_bytes else "+0x"
 
     def decode(self, start: int, end: int) -> str:
         piece = self.data[start:end]
@@ -108,9 +111,14 @@ class _Scanner:
         if found is None:
             return _boot_event(line)
         rule, match = found
-        floor = max(0, self.consumed - buf.base)
+        if rule.needs_stack and buf.data.find(buf.frame_hint, line.end - buf.base,
+                                              min(limit, line.end - buf.base + STACK_LOOKAHEAD_BYTES)) < 0:
+            return None         # a driver's "WARNING: ..." message: no stack follows it
         body = extent(buf.lines_after(line, limit), line, rule)
-        lines = prelude(buf.lines_before(start, floor, BACK_LINES), rule) + body
+        lines = body
+        if rule.has_prelude:
+            floor = max(0, self.consumed - buf.base)
+            lines = prelude(buf.lines_before(start, floor, BACK_LINES), rule) + body
         finding = build_finding(rule, match, lines, line)
         if finding is None:
             return None
