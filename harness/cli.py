@@ -1,4 +1,4 @@
-"""The `kstress` command: run, build, scan, doctor.
+"""The `kstress` command: run, build, scan, doctor, zoo.
 
 Exit codes (git bisect run friendly): 0 clean, 1 kernel findings,
 2 usage or config error, 125 could not test, 130 interrupted.
@@ -19,6 +19,7 @@ from harness.console import scan_command
 from harness.doctor import doctor
 from harness.errors import EXIT_COULD_NOT_TEST, EXIT_INTERRUPTED, EXIT_USAGE, KstressError
 from harness.kernel import BuildRequest, build_kernel
+from harness.modes.zoo import run_zoo
 from harness.paths import shipped_configs
 from harness.run.runner import Runner
 
@@ -69,6 +70,17 @@ def _parser() -> argparse.ArgumentParser:
     scan.add_argument("--vmlinux", help="vmlinux with debug info, to symbolize frames")
 
     sub.add_parser("doctor", help="check this host for what kstress needs")
+
+    zoo = sub.add_parser("zoo", help="run the planted-bug mutants of zoo/ and a clean kernel N times each, "
+                                     "and print how often and how fast each was caught")
+    zoo.add_argument("--config", help=f"run config (a file or a shipped config's name; default: {DEFAULT_CONFIG_NAME})")
+    zoo.add_argument("--mutants", help="comma-separated mutant names (zoo/<name>.patch), 'clean' for the "
+                                       "unpatched kernel (default: every mutant, then clean)")
+    zoo.add_argument("--runs", type=int, help="runs per kernel (default: 10)")
+    zoo.add_argument("--seed", type=int, help="seed of each kernel's first run; run i uses seed + i (default: 1)")
+    zoo.add_argument("--duration", type=int, help="seconds for every workload (default: the config's)")
+    zoo.add_argument("--results", help="directory under which zoo-<id>/ is made (default: the config's results)")
+    zoo.add_argument("--resume", metavar="ZOO_DIR", help="continue the zoo in ZOO_DIR (its plan, its journal)")
     return p
 
 
@@ -111,7 +123,12 @@ def cmd_doctor(args) -> int:
     return doctor(args.cache)
 
 
-COMMANDS = {"run": cmd_run, "build": cmd_build, "scan": cmd_scan, "doctor": cmd_doctor}
+def cmd_zoo(args) -> int:
+    return run_zoo(args.config, args.mutants, args.runs, args.results, args.seed, args.duration, args.resume,
+                   args.cache)
+
+
+COMMANDS = {"run": cmd_run, "build": cmd_build, "scan": cmd_scan, "doctor": cmd_doctor, "zoo": cmd_zoo}
 
 
 def main(argv: list[str] | None = None) -> int:

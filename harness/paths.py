@@ -1,5 +1,5 @@
-"""Where kstress finds its data: run configs, Kconfig fragments, workloads
-and image recipes.
+"""Where kstress finds its data: run configs, Kconfig fragments, workloads,
+image recipes and the bug zoo.
 
 In a source checkout (or an editable install) they are the repository's
 top-level folders. A built wheel carries the same folders as package data
@@ -21,6 +21,7 @@ CONFIGS_DIR = DATA_ROOT / "configs"
 KERNEL_CONFIGS_DIR = DATA_ROOT / ("kernel_configs" if INSTALLED else "kernel-configs")
 WORKLOADS_DIR = DATA_ROOT / "workloads"
 IMAGES_DIR = DATA_ROOT / "images"
+ZOO_DIR = DATA_ROOT / "zoo"
 DEFAULT_CONFIG = CONFIGS_DIR / "default.yaml"
 # The run.json schema ships inside the package itself.
 RUN_SCHEMA = PACKAGE_DIR / "run" / "run.schema.json"

@@ -11,6 +11,9 @@ from .rules import BOOT_BANNER, PANIC_MSG_END, Rule, match_rule
 from .signature import signature_of
 
 MAX_REPORT_LINES = 800
+# The mission's two crashes, each its own class (_refine_mm_class).
+SWAPOPS_BUG = "swapops_bug"
+SPLIT_HUGE_PAGE_BUG = "split_huge_page_bug"
 MAX_QUIET_LINES = 60     # lines with nothing report-like before we call the report over
 
 # Lines that belong to a report even though they are not frames.
@@ -340,10 +343,10 @@ def _refine_mm_class(finding: Finding, rule: Rule, rip, primary, texts) -> None:
         return
     path = finding.file or ""
     if path.endswith("include/linux/swapops.h"):
-        finding.cls = "swapops_bug"
+        finding.cls = SWAPOPS_BUG
         return
     frames = ([rip] if rip else []) + [f for f in primary if not f.unreliable]
     in_split = any(_SPLIT_FRAME.match(fr.base_name(f.func)) for f in frames[:12])
     if in_split and (path.endswith("mm/huge_memory.c") or rule.bug_on
                      or any("page dumped because" in t for t in texts)):
-        finding.cls = "split_huge_page_bug"
+        finding.cls = SPLIT_HUGE_PAGE_BUG
