@@ -80,7 +80,8 @@ def _parser() -> argparse.ArgumentParser:
     zoo.add_argument("--seed", type=int, help="seed of each kernel's first run; run i uses seed + i (default: 1)")
     zoo.add_argument("--duration", type=int, help="seconds for every workload (default: the config's)")
     zoo.add_argument("--results", help="directory under which zoo-<id>/ is made (default: the config's results)")
-    zoo.add_argument("--resume", metavar="ZOO_DIR", help="continue the zoo in ZOO_DIR (its plan, its journal)")
+    zoo.add_argument("--resume", metavar="ZOO_DIR",
+                     help="continue the zoo in ZOO_DIR (its plan, its journal; --runs adds runs)")
     return p
 
 

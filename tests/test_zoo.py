@@ -270,7 +270,13 @@ def test_an_interrupted_zoo_resumes_where_it_stopped(fake_runner, tmp_path, caps
     assert fake_runner.calls[0][3][0] == "migrate_fork"
     assert f"{name} " in capsys.readouterr().out.split("\n")[2] and "1/3" in (zoo_dir / "summary.txt").read_text()
     with pytest.raises(UsageError, match="--resume takes its plan"):
-        zoo.run_zoo(None, None, 3, None, None, None, str(zoo_dir), None)
+        zoo.run_zoo(None, "clean", None, None, None, None, str(zoo_dir), None)
+    with pytest.raises(UsageError, match="--runs 2: this zoo has 3 runs per kernel already"):
+        zoo.run_zoo(None, None, 2, None, None, None, str(zoo_dir), None)
+    fake_runner.calls = []
+    assert zoo.run_zoo(None, None, 4, None, None, None, str(zoo_dir), None) == 1  # a fourth run
+    assert [c[:3] for c in fake_runner.calls] == [("run", name, 4)]
+    assert json.loads((zoo_dir / "plan.json").read_text())["runs"] == 4
 
 
 def test_a_mutant_that_fails_its_smoke_run_is_not_measured(fake_runner, tmp_path, capsys):
@@ -296,3 +302,12 @@ def test_a_torn_journal_line_is_redone(tmp_path):
     with open(j.path, "a") as f:
         f.write('{"kind": "run", "mut')
     assert j.entries() == [{"kind": "run", "mutant": "clean", "run": 0}]
+
+
+def test_every_mutant_is_in_the_zoo_readme():
+    readme = (ZOO_DIR / "README.md").read_text()
+    rows = {line.split("|")[1].strip(" `"): line for line in readme.splitlines() if line.startswith("| `")}
+    for path in MUTANTS:
+        m = parse_mutant(path)
+        assert m.name in rows, f"{m.name} is not in {ZOO_DIR / 'README.md'}"
+        assert f"| {m.bug_class} | {m.workload} |" in rows[m.name], rows[m.name]

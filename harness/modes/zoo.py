@@ -270,10 +270,17 @@ def run_zoo(config: str | None, mutant_names: str | None, runs: int | None, resu
             seed: int | None, duration: int | None, resume: str | None, cache_dir: Path | None) -> int:
     mutants = load_zoo(ZOO_DIR, set(load_workloads()))
     if resume:
-        if any(x is not None for x in (config, mutant_names, runs, results, seed, duration)):
-            raise UsageError("--resume takes its plan from the zoo directory: give no other option")
+        if any(x is not None for x in (config, mutant_names, results, seed, duration)):
+            raise UsageError("--resume takes its plan from the zoo directory: give no other option "
+                             "but --runs, to add runs")
         zoo_dir = Path(resume).expanduser().resolve()
         plan = ZooPlan.load(zoo_dir)
+        if runs is not None:
+            if runs < plan.runs:
+                raise UsageError(f"--runs {runs}: this zoo has {plan.runs} runs per kernel already; "
+                                 f"--runs with --resume only adds runs")
+            plan.runs = runs
+            plan.save(zoo_dir)
         unknown = [m for m in plan.mutants if m != CLEAN and m not in mutants]
         if unknown:
             raise UsageError(f"{zoo_dir / PLAN} names mutants that are no longer in {ZOO_DIR}: {', '.join(unknown)}")
