@@ -168,7 +168,9 @@ def test_wrong_data_is_a_data_corruption_report():
     line = "swapcache_migrate: faulter 1: data mismatch at offset 0x1234 (page 1): expected byte 0x01, found 0x00"
     rec = record_with([], {"swapcache_migrate": wl(41.0, 9.0, status=1)}, stdout=f"progress\n{line}\n")
     (r,) = reports_of(rec)
-    assert (r.cls, r.title, r.file, r.seconds) == (DATA_CORRUPTION, line, None, 41.0)
+    assert (r.cls, r.title, r.file, r.seconds) == (DATA_CORRUPTION, "swapcache_migrate: faulter 1: data mismatch",
+                                                   None, 41.0)
+    assert r.detail == line
     assert parse_mutant(ZOO_DIR / "swapcache-migrate-drops-dirty.patch").expect.matches(r)
     # Exit 1 without a mismatch (a syscall failure in migrate_fork) is not wrong data; exit 125 never.
     assert reports_of(record_with([], {"x": wl(1.0, status=1)}, stdout="x: mmap failed\n")) == []
@@ -186,7 +188,7 @@ def test_the_mutants_workload_runs_first_and_is_added_when_missing():
         == [W("migrate_fork", 20), W("swapcache_migrate", 90)]
     # The clean kernel runs the config's workloads and any a chosen mutant adds.
     assert zoo.workload_order([W("swapcache_migrate", 90)], None, list(mutants.values()), None) == \
-        [W("swapcache_migrate", 90), W("migrate_fork", None)]
+        [W("swapcache_migrate", 90), W("migrate_fork", None), W("vma_churn", None)]
 
 
 # -- the mode, with a stand-in for the runner ------------------------------------------

@@ -15,7 +15,9 @@ a run detects the mutant only with a report that matches every one given.
 A report is a console finding (the classes of ``kstress scan``, and ``hang``
 for a hang kstress diagnosed), or ``data-corruption``: a workload that
 exited 1 (EXIT_KERNEL, the kernel's fault) printing "data mismatch", titled
-with that line and with no file. Errors name the patch and the line.
+with that line up to those words ("swapcache_migrate: cycler (chunk 4 ...):
+data mismatch"; the whole line is its detail) and with no file. Errors name
+the patch and the line.
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ class Report:
     testcase: str
     seconds: float | None  # of stress, from the first workload's start to the report
     known_issue: str | None = None
+    detail: str = ""  # a workload's whole report line
 
 
 @dataclass(frozen=True)
@@ -186,7 +189,8 @@ def reports_of(record: RunRecord) -> list[Report]:
         line = next((ln.strip() for ln in cases[name].stdout.splitlines() if DATA_MISMATCH in ln), None)
         if line:
             seconds = round(started[name] + w.seconds, 1) if w.seconds is not None else None
-            out.append(Report(DATA_CORRUPTION, line, None, name, seconds))
+            title = line[:line.index(DATA_MISMATCH) + len(DATA_MISMATCH)]
+            out.append(Report(DATA_CORRUPTION, title, None, name, seconds, detail=line))
     return out
 
 

@@ -151,11 +151,13 @@ class Zoo:
         t0 = time.monotonic()
         code, error = _drive(runner)
         reports = reports_of(runner.record)
-        match = next((r for r in reports if mutant and mutant.expect.matches(r)), None)
+        matching = [r for r in reports if mutant and mutant.expect.matches(r)]
+        match = min(matching, key=lambda r: (r.seconds is None, r.seconds or 0.0), default=None)  # the first
         others = [r for r in reports if r is not match and not r.known_issue]
         entry = {"kind": "run", "mutant": name, "run": i, "seed": seed, "exit_code": code, "error": error,
                  "detected": match is not None, "seconds": match.seconds if match else None,
                  "match": match.title if match else None, "testcase": match.testcase if match else None,
+                 "detail": match.detail if match else None,
                  "others": [r.title for r in others], "known": [r.title for r in reports if r.known_issue],
                  "stopped": runner.stopped, "run_dir": str(runner.run_dir),
                  "wall_seconds": round(time.monotonic() - t0, 1)}

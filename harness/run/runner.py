@@ -65,6 +65,7 @@ class Runner:
         self.cache_dir = cache_dir
         self.stop_when = stop_when
         self.stopped: str | None = None  # why stop_when ended the run
+        self.guest_stopped = False  # the console watch stopped the guest, ending a workload
         seed = cfg.seed if cfg.seed is not None else random.SystemRandom().randrange(1, 2**31)
         self.run_id, self.run_dir = new_run_dir(cfg.results)
         self.console_log = self.run_dir / "console.log"
@@ -223,7 +224,7 @@ class Runner:
             entry.exit_status, entry.timed_out = result.exit_status, result.timed_out
             entry.seconds = round(result.duration, 2)
             case.stdout = result.output[-20000:]
-            if self.stopped:
+            if self.guest_stopped:
                 entry.exit_status, entry.timed_out = None, False  # we ended it, by stopping the guest
             elif result.timed_out:
                 self._hang(session, case, w.name, Path(entry.argv[0]).name, channel_works=True,
@@ -233,7 +234,7 @@ class Runner:
                 self._judge_workload(case, entry, result.output,
                                      parse_vmstat(channel.read_file("/proc/vmstat")), before)
         except (GuestError, ChannelError) as exc:
-            if not self.stopped:
+            if not self.guest_stopped:
                 restart = self._workload_trouble(session, case, entry, exc)
             entry.seconds = entry.seconds or round(time.monotonic() - t0, 2)
         self._end_case(case, start)
@@ -289,11 +290,17 @@ class Runner:
             if size == seen:
                 continue
             seen = size
-            reason = self.stop_when(self._record_with_console(case, start, size))
+            try:
+                reason = self.stop_when(self._record_with_console(case, start, size))
+            except Exception as exc:  # never lose the run over a look at it: the case's end looks again
+                log.warn(f"console watch: {exc}")
+                continue
             if reason:
                 self._wait_quiet(done)
                 self._stop(reason)
-                session.machine.terminate()
+                if not done.is_set():  # the workload still runs: end it with its guest
+                    self.guest_stopped = True
+                    session.machine.terminate()
                 return
 
     def _record_with_console(self, case: CaseResult, start: int, end: int) -> RunRecord:
