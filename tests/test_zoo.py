@@ -264,7 +264,7 @@ def test_an_interrupted_zoo_resumes_where_it_stopped(fake_runner, tmp_path, caps
     with pytest.raises(KeyboardInterrupt):
         zoo.run_zoo(None, name, 3, str(tmp_path), None, 30, None, None)
     (zoo_dir,) = tmp_path.iterdir()
-    assert "incomplete: resume with" in capsys.readouterr().out
+    assert f"incomplete: resume with kstress zoo --resume {zoo_dir}" in capsys.readouterr().out
     fake_runner.script = {}
     fake_runner.calls = []
     assert zoo.run_zoo(None, None, None, None, None, None, str(zoo_dir), None) == 1  # runs 2, 3 missed it

@@ -167,7 +167,7 @@ class Zoo:
         return entry
 
     def _print_table(self) -> int:
-        text, code = summarize(self.plan, self.mutants, self.journal.entries())
+        text, code = summarize(self.plan, self.mutants, self.journal.entries(), self.dir)
         atomic_write_text(self.dir / "summary.txt", text)
         print(text, end="", flush=True)
         return code
@@ -219,7 +219,7 @@ def _titles(titles: list[str]) -> str:
     return "; ".join(f"{t} ({n})" if n > 1 else t for t, n in counts.most_common())
 
 
-def summarize(plan: ZooPlan, mutants: dict[str, Mutant], entries: list[dict]) -> tuple[str, int]:
+def summarize(plan: ZooPlan, mutants: dict[str, Mutant], entries: list[dict], zoo_dir: Path) -> tuple[str, int]:
     """The table, and the zoo's exit code: 0 every run detected its mutant and
     the clean kernel raised no alarm, 1 otherwise, 125 a mutant that could
     not be tested (its smoke run failed), 130 while runs are missing."""
@@ -262,7 +262,7 @@ def summarize(plan: ZooPlan, mutants: dict[str, Mutant], entries: list[dict]) ->
         lines.append(f"{head} {len(hits):>4}/{len(runs):<4} {median:>9}  {reports or '-'}{note}")
     if missing:
         code = EXIT_INTERRUPTED
-        lines.append("incomplete: resume with kstress zoo --resume <this zoo's directory>")
+        lines.append(f"incomplete: resume with kstress zoo --resume {zoo_dir}")
     return "\n".join(lines) + "\n", code
 
 
