@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-PLANTED = REPO / "tests" / "data" / "planted" / "swapops-unlock-before-remove-ptes.patch"
+PLANTED = REPO / "zoo" / "swapops-unlock-before-remove-ptes.patch"
 
 
 def one_run(patches: Path | None, seed: int, duration: int, results: Path) -> dict:

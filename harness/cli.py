@@ -1,4 +1,4 @@
-"""The `kstress` command: run, build, scan, doctor, cache, compare, bisect, check.
+"""The `kstress` command: run, build, scan, doctor, cache, compare, bisect, check, zoo.
 
 Exit codes (git bisect run friendly): 0 clean, 1 kernel findings,
 2 usage or config error, 125 could not test, 130 interrupted.
@@ -30,6 +30,7 @@ from harness.kernel import BuildRequest, build_kernel
 from harness.modes.bisect import Bisection, Checker, CommitCandidates, SeriesCandidates, Step, Target, bisect_clone_dir
 from harness.modes.compare import SIDES, Comparison, Side
 from harness.modes.variants import VariantRuns
+from harness.modes.zoo import run_zoo
 from harness.paths import shipped_configs
 from harness.run.runner import Runner
 
@@ -143,6 +144,20 @@ def _parser() -> argparse.ArgumentParser:
     prune = cache_sub.add_parser("prune", help="evict least recently used entries that no run or build holds")
     prune.add_argument("--max-size", required=True, help="size to prune down to, e.g. 40G")
     prune.add_argument("--dry-run", action="store_true", help="only print what would be evicted")
+    zoo = sub.add_parser("zoo", help="run the planted-bug mutants of zoo/ and a clean kernel N times each, "
+                                     "and print how often and how fast each was caught")
+    zoo.add_argument("--config", help=f"run config (a file or a shipped config's name; default: {DEFAULT_CONFIG_NAME})")
+    zoo.add_argument("--mutants", help="comma-separated mutant names (zoo/<name>.patch), 'clean' for the "
+                                       "unpatched kernel (default: every mutant, then clean)")
+    zoo.add_argument("--runs", type=int, help="runs per kernel (default: 10)")
+    zoo.add_argument("--seed", type=int, help="seed of each kernel's first run; run i uses seed + i (default: 1)")
+    zoo.add_argument("--duration", type=int, help="seconds for every workload (default: the config's)")
+    zoo.add_argument("--results", help="directory under which zoo-<id>/ is made (default: the config's results)")
+    zoo.add_argument("--clean-patches", metavar="PATCHES",
+                     help="patch or series for the clean kernel's row, 'none' for the config's source as it is "
+                          "(default: examples/fix-deferred-split-6.12, the fix for 6.12's known warning)")
+    zoo.add_argument("--resume", metavar="ZOO_DIR",
+                     help="continue the zoo in ZOO_DIR (its plan, its journal; --runs adds runs)")
     return p
 
 
@@ -246,8 +261,13 @@ def cmd_cache(args) -> int:
     return cache_entries.prune_command(args.max_size, dry_run=args.dry_run)
 
 
+def cmd_zoo(args) -> int:
+    return run_zoo(args.config, args.mutants, args.runs, args.results, args.seed, args.duration, args.resume,
+                   args.cache, clean_patches=args.clean_patches)
+
+
 COMMANDS = {"run": cmd_run, "build": cmd_build, "scan": cmd_scan, "doctor": cmd_doctor, "cache": cmd_cache,
-            "compare": cmd_compare, "bisect": cmd_bisect, "check": cmd_check}
+            "compare": cmd_compare, "bisect": cmd_bisect, "check": cmd_check, "zoo": cmd_zoo}
 
 
 def main(argv: list[str] | None = None) -> int:

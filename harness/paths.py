@@ -1,5 +1,5 @@
-"""Where kstress finds its data: run configs, Kconfig fragments, workloads
-and image recipes.
+"""Where kstress finds its data: run configs, Kconfig fragments, workloads,
+image recipes, the bug zoo and the example patch series.
 
 In a source checkout (or an editable install) they are the repository's
 top-level folders. A built wheel carries the same folders as package data
@@ -21,6 +21,12 @@ CONFIGS_DIR = DATA_ROOT / "configs"
 KERNEL_CONFIGS_DIR = DATA_ROOT / ("kernel_configs" if INSTALLED else "kernel-configs")
 WORKLOADS_DIR = DATA_ROOT / "workloads"
 IMAGES_DIR = DATA_ROOT / "images"
+ZOO_DIR = DATA_ROOT / "zoo"
+EXAMPLES_DIR = DATA_ROOT / "examples"
+# The zoo's clean kernel: Debian's 6.12 with kstress's own fix for the real
+# WARNING in deferred_split_folio, so that the clean row counts false alarms
+# of the harness, not that known kernel bug.
+CLEAN_FIX_SERIES = EXAMPLES_DIR / "fix-deferred-split-6.12"
 DEFAULT_CONFIG = CONFIGS_DIR / "default.yaml"
 # The run.json schema ships inside the package itself.
 RUN_SCHEMA = PACKAGE_DIR / "run" / "run.schema.json"

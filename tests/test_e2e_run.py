@@ -23,7 +23,7 @@ from run_schema import validate_run_json
 from harness.kernel.build import DEFAULT_SOURCE
 
 REPO = Path(__file__).resolve().parents[1]
-PLANTED = REPO / "tests" / "data" / "planted" / "swapops-unlock-before-remove-ptes.patch"
+PLANTED = REPO / "zoo" / "swapops-unlock-before-remove-ptes.patch"
 QUICK = REPO / "configs" / "quick.yaml"
 
 pytestmark = [
@@ -100,7 +100,7 @@ def test_planted_swapops_bug_is_found(kernel_cache, tmp_path):
 def test_planted_split_huge_page_bug_is_found(kernel_cache, tmp_path):
     """The second class of the mission: VM_BUG_ON_FOLIO(!folio_test_locked)
     in split_huge_page_to_list_to_order, reached from move_pages."""
-    patch = REPO / "tests" / "data" / "planted" / "split-unlocked-in-try-split-folio.patch"
+    patch = REPO / "zoo" / "split-unlocked-in-try-split-folio.patch"
     res = kstress(["run", str(QUICK), "--seed", "3", "--duration", "60", "--patches", str(patch),
                    "--results", str(tmp_path)], kernel_cache)
     assert res.returncode == 1, res.stdout + res.stderr

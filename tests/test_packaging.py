@@ -17,7 +17,8 @@ from harness.kernel import DEFAULT_SOURCE
 REPO = Path(__file__).resolve().parents[1]
 # Repository folder -> where the wheel carries it (pyproject.toml's package-dir).
 DATA = {"configs": "harness/data/configs", "kernel-configs": "harness/data/kernel_configs",
-        "workloads": "harness/data/workloads", "images": "harness/data/images"}
+        "workloads": "harness/data/workloads", "images": "harness/data/images", "zoo": "harness/data/zoo",
+        "examples": "harness/data/examples"}
 
 
 def tracked(folder: str) -> list[str]:

@@ -60,6 +60,8 @@ def test_host_run(binary):
     if active_swap_devices() == 0:
         assert s["swap"] == "off" and "swap device" in notes, res.stdout
         assert counts["swapped_out_seen"] == 0 and counts["swapcache_seen"] == 0
+    if active_swap_devices() == 0 or nodes_with_memory() < 2:
+        assert "the cycler does not run" in notes and counts["cycles"] == 0, res.stdout
     if nodes_with_memory() < 2:
         assert s["migration"] == "off" and "NUMA node" in notes, res.stdout
         assert counts["move_pages_calls"] == 0 and counts["pages_moved"] == 0
@@ -85,6 +87,8 @@ def test_plan_is_decided_by_the_seed(binary):
     lines = first.splitlines()
     for stream in ("pager", "faulter0", "faulter1", "migrator", "fork"):
         assert sum(ln.startswith(f"plan {stream} ") for ln in lines) == 25, (stream, first)
+    (cycler,) = [ln for ln in lines if ln.startswith("plan cycler:")]
+    assert len(cycler.split()) == 2 + 25 and all(0 <= int(k) < 32 for k in cycler.split()[2:]), cycler
     assert any(re.match(r"plan faulter\d \d+: write ", ln) for ln in lines)
     assert any(re.match(r"plan pager \d+: pageout-block ", ln) for ln in lines)
 

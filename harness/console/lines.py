@@ -28,6 +28,13 @@ _PRINTK = re.compile(
 # A printk timestamp inside a line: the kernel printed while another writer
 # (the guest shell, a workload) was mid-line, so kernel text starts there.
 _EMBEDDED_PRINTK = re.compile(r"\[\s*\d+\.\d{6}\](?:\[\s*[TC]\d+\])?")
+_PRINTK_TIME = re.compile(r"\[\s*(\d+\.\d{6})\]")
+
+
+def printk_time(text: str) -> Optional[float]:
+    """The first printk timestamp in ``text`` (a report's excerpt): seconds since boot."""
+    match = _PRINTK_TIME.search(text)
+    return float(match.group(1)) if match else None
 
 
 @dataclass

@@ -16,6 +16,9 @@ MAX_QUIET_BEFORE_STACK = 60   # the same before the stack a report must have (ot
 MAX_QUIET_IN_STACK = 8   # unknown lines inside a stack (another CPU's) if the stack goes on after them
 MAX_FOREIGN_LINES = 60   # other tasks' lines (PRINTK_CALLER) in a row before we call the report over
 MAX_STAMP_GAP = 5.0      # seconds: a line stamped this far from the report's last line is not its
+# The mission's two crashes, each its own class (_refine_mm_class).
+SWAPOPS_BUG = "swapops_bug"
+SPLIT_HUGE_PAGE_BUG = "split_huge_page_bug"
 
 # Lines that belong to a report even though they are not frames.
 _BODY = re.compile(
@@ -437,10 +440,10 @@ def _refine_mm_class(finding: Finding, rule: Rule, rip, primary, texts) -> None:
         return
     path = finding.file or ""
     if path.endswith("include/linux/swapops.h"):
-        finding.cls = "swapops_bug"
+        finding.cls = SWAPOPS_BUG
         return
     frames = ([rip] if rip else []) + [f for f in primary if not f.unreliable]
     in_split = any(_SPLIT_FRAME.match(fr.base_name(f.func)) for f in frames[:12])
     if in_split and (path.endswith("mm/huge_memory.c") or rule.bug_on
                      or any("page dumped because" in t for t in texts)):
-        finding.cls = "split_huge_page_bug"
+        finding.cls = SPLIT_HUGE_PAGE_BUG

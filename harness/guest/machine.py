@@ -434,6 +434,13 @@ class Machine:
                 pass
         self.kill()
 
+    def terminate(self) -> None:
+        """Kill QEMU now, from any thread (the run has seen what it wanted);
+        kill() still cleans up after it."""
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+
     def kill(self) -> None:
         """Kill QEMU (if still running), close the console, remove the
         runtime directory. Idempotent."""

@@ -117,6 +117,7 @@ class WorkloadRecord:
     seconds: float | None = None
     vmstat_delta: dict[str, int] = field(default_factory=dict)
     skipped: str | None = None  # why it did not run
+    guest_uptime: float | None = None  # /proc/uptime as it started: places console timestamps in it
 
 
 @dataclass

@@ -10,13 +10,16 @@ Soak, compare and bisect drive this class; they never copy it.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import random
 import shlex
 import shutil
 import tempfile
+import threading
 import time
 from pathlib import Path
+from typing import Callable, Optional
 
 from harness import log
 from harness.cache_entries import in_use
@@ -38,12 +41,32 @@ from harness.stress.vmstat import deltas, missing_evidence, parse_vmstat
 BOOT_CASE = "boot"
 BUILD_CASE = "build"
 EVIDENCE_PROPERTIES = ("pgmigrate_", "compact_", "thp_", "pswp")  # vmstat deltas shown as JUnit properties
+WATCH_EVERY = 2.0   # seconds between looks at a growing console while a workload runs (with stop_when)
+REPORT_QUIET = 2.0  # a report is complete once the console has been quiet this long...
+REPORT_WAIT = 15.0  # ...or after this long
+
+# Asked with the record after every workload, and while one runs with what the
+# console would add to it: a reason ends the run there (modes that want only a
+# first finding of some kind, such as the bug zoo).
+StopWhen = Callable[[RunRecord], Optional[str]]
+
+
+def guest_uptime(proc_uptime: str) -> float | None:
+    """The guest's /proc/uptime in seconds: the clock of the console's printk
+    timestamps, so a report's timestamp minus this is its time into a workload."""
+    try:
+        return float(proc_uptime.split()[0])
+    except (IndexError, ValueError):
+        return None
 
 
 class Runner:
-    def __init__(self, cfg: RunConfig, cache_dir: Path | None = None):
+    def __init__(self, cfg: RunConfig, cache_dir: Path | None = None, stop_when: StopWhen | None = None):
         self.cfg = cfg
         self.cache_dir = cache_dir
+        self.stop_when = stop_when
+        self.stopped: str | None = None  # why stop_when ended the run
+        self.guest_stopped = False  # the console watch stopped the guest, ending a workload
         seed = cfg.seed if cfg.seed is not None else random.SystemRandom().randrange(1, 2**31)
         self.run_id, self.run_dir = new_run_dir(cfg.results)
         self.console_log = self.run_dir / "console.log"
@@ -110,7 +133,9 @@ class Runner:
                 restart = None
                 while pending and restart is None:
                     restart = self._workload(session, pending.pop(0))
-                if restart is None:
+                    if self._should_stop():
+                        pending.clear()
+                if restart is None and not self.stopped:
                     session.shutdown()
             if restart is None or not pending:
                 break
@@ -192,31 +217,112 @@ class Runner:
         log.info(f"workload {w.name}: {p.duration}s, seed {self.seed}")
         timeout = p.duration + self.cfg.workload_grace
         restart = None
+        t0 = time.monotonic()
         try:
             before = parse_vmstat(channel.read_file("/proc/vmstat"))
-            result = channel.run(shlex.join(entry.argv), timeout=timeout, output=self.run_dir / f"{w.name}.out")
+            entry.guest_uptime = guest_uptime(channel.read_file("/proc/uptime"))
+            t0 = time.monotonic()
+            with self._watching(session, case, start):
+                result = channel.run(shlex.join(entry.argv), timeout=timeout,
+                                     output=self.run_dir / f"{w.name}.out")
             entry.exit_status, entry.timed_out = result.exit_status, result.timed_out
             entry.seconds = round(result.duration, 2)
             case.stdout = result.output[-20000:]
-            if result.timed_out:
+            if self.guest_stopped:
+                entry.exit_status, entry.timed_out = None, False  # we ended it, by stopping the guest
+            elif result.timed_out:
                 self._hang(session, case, w.name, Path(entry.argv[0]).name, channel_works=True,
                            why=f"did not finish within {timeout:.0f}s")
                 restart = f"{w.name} hung"
             else:
                 self._judge_workload(case, entry, result.output,
                                      parse_vmstat(channel.read_file("/proc/vmstat")), before)
-        except GuestSilent as exc:
-            self._hang(session, case, w.name, Path(entry.argv[0]).name, channel_works=False, why=str(exc))
-            restart = f"{w.name}: guest silent"
         except (GuestError, ChannelError) as exc:
-            # A channel that fails because QEMU is gone is the guest's death.
-            death = session.machine.death() if isinstance(exc, ChannelError) else exc
-            if death is None:
-                raise
-            self._guest_trouble(case, death)
-            restart = f"{w.name}: {type(death).__name__}"
+            if not self.guest_stopped:
+                restart = self._workload_trouble(session, case, entry, exc)
+            entry.seconds = entry.seconds or round(time.monotonic() - t0, 2)
         self._end_case(case, start)
         return restart
+
+    def _workload_trouble(self, session: GuestSession, case: CaseResult, entry: WorkloadRecord,
+                          exc: GuestError | ChannelError) -> str:
+        """A workload whose guest hung or died: the reason to restart the guest."""
+        name = case.name
+        if isinstance(exc, GuestSilent):
+            self._hang(session, case, name, Path(entry.argv[0]).name, channel_works=False, why=str(exc))
+            return f"{name}: guest silent"
+        # A channel that fails because QEMU is gone is the guest's death.
+        death = session.machine.death() if isinstance(exc, ChannelError) else exc
+        if death is None:
+            raise exc
+        self._guest_trouble(case, death)
+        return f"{name}: {type(death).__name__}"
+
+    def _should_stop(self) -> bool:
+        if self.stop_when is not None and not self.stopped:
+            self._stop(self.stop_when(self.record))
+        return bool(self.stopped)
+
+    def _stop(self, reason: str | None) -> None:
+        if reason and not self.stopped:
+            self.stopped = self.stop_reason = reason
+            self.record.set_property("stopped", reason)
+            log.info(f"stopping the run: {reason}")
+
+    @contextlib.contextmanager
+    def _watching(self, session: GuestSession, case: CaseResult, start: int):
+        """While a workload runs, with stop_when: look at the console as it
+        grows; once the record with its new findings would stop the run, let
+        the report finish and stop the guest (the workload ends with it)."""
+        if self.stop_when is None:
+            yield
+            return
+        done = threading.Event()
+        watcher = threading.Thread(target=self._watch, args=(session, case, start, done),
+                                   name=f"watch-{case.name}", daemon=True)
+        watcher.start()
+        try:
+            yield
+        finally:
+            done.set()
+            watcher.join()
+
+    def _watch(self, session: GuestSession, case: CaseResult, start: int, done: threading.Event) -> None:
+        seen = self._console_size()
+        while not done.wait(WATCH_EVERY):
+            size = self._console_size()
+            if size == seen:
+                continue
+            seen = size
+            try:
+                reason = self.stop_when(self._record_with_console(case, start, size))
+            except Exception as exc:  # never lose the run over a look at it: the case's end looks again
+                log.warn(f"console watch: {exc}")
+                continue
+            if reason:
+                self._wait_quiet(done)
+                self._stop(reason)
+                if not done.is_set():  # the workload still runs: end it with its guest
+                    self.guest_stopped = True
+                    session.machine.terminate()
+                return
+
+    def _record_with_console(self, case: CaseResult, start: int, end: int) -> RunRecord:
+        """The record as it would be if the case ended now: its findings so far
+        (attributed by a scratch triage: the run's own sees only whole reports)."""
+        scratch = Triage(self.cfg.known_issues)
+        scratch.kernel_version = self.triage.kernel_version
+        scratch.attribute(analyze_file(self.console_log), CaseResult(case.name), start, end)
+        return dataclasses.replace(self.record, findings=self.record.findings + scratch.records)
+
+    def _wait_quiet(self, done: threading.Event) -> None:
+        deadline = time.monotonic() + REPORT_WAIT
+        size = self._console_size()
+        while time.monotonic() < deadline and not done.wait(REPORT_QUIET):
+            now = self._console_size()
+            if now == size:
+                return
+            size = now
 
     def _hang(self, session: GuestSession, case: CaseResult, workload: str, comm: str,
               channel_works: bool, why: str) -> None:

@@ -19,6 +19,7 @@ from harness.console.signature import signature_of
 from harness.run.record import CaseResult, FindingRecord
 
 FindingKey = tuple[int, str]
+HANG_CLASS = "hang"  # a hang kstress diagnosed itself (run/hang.py), not the kernel's detectors
 
 
 def finding_key(f: Finding) -> FindingKey:
@@ -75,7 +76,7 @@ class Triage:
     def add_hang(self, case: CaseResult, title: str, function: str | None, start: int, text: str) -> None:
         """A hang kstress diagnosed itself (the kernel's own detectors said
         nothing yet): recorded beside the console's findings."""
-        f = Finding(cls="hang", type="HANG", title=title, excerpt=text, start=start, end=start,
+        f = Finding(cls=HANG_CLASS, type="HANG", title=title, excerpt=text, start=start, end=start,
                     guilty_function=function)
         f.signature = signature_of(f)
         self._records[finding_key(f)] = FindingRecord(case.name, None, f)

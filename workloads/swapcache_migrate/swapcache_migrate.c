@@ -22,7 +22,14 @@
  *     pswpout, pswpin and pgmigrate_success can all move without that);
  *   - the main thread forks children that verify a sample of the pages they
  *     inherited against the pattern as of the fork (writers are held off
- *     during fork by a gate) and exit 3 on a mismatch.
+ *     during fork by a gate) and exit 3 on a mismatch;
+ *   - a cycler thread takes one 64 KiB chunk of its own 2 MiB at a time
+ *     through the life that a lost swap-cache flag would betray: paged out,
+ *     read back (a swap-in: it stays in the swap cache, mapped clean),
+ *     written (dirty in the page table only), moved to the other node,
+ *     paged out again and read back.  A kernel that migrated the chunk's
+ *     swap-cache pages without their dirty state drops them instead of
+ *     writing them, and the read brings back the older generation.
  * Every page holds 512 words, word = generation << 40 | its byte offset in
  * the region, so data that comes back wrong names where it came from.
  *
@@ -61,6 +68,7 @@
 #define RING 64
 #define MIG_CHUNKS 4
 #define MIG_BATCH (MIG_CHUNKS * CHUNK_PAGES)
+#define CYCLE_CHUNKS CHUNKS_PER_BLOCK    /* the cycler's own block, after the shared ones */
 
 /* Swap entries in /proc/PID/pagemap. */
 #define PM_SWAP_TYPE(e) ((unsigned)((e) & 0x1f))  /* MAX_SWAPFILES_SHIFT bits */
@@ -72,7 +80,8 @@
 
 /* -- seeded choices ----------------------------------------------------- */
 
-enum { RNG_LAYOUT, RNG_PAGER, RNG_MIGRATOR, RNG_FORK, RNG_SELFTEST, RNG_FAULTER };
+enum { RNG_LAYOUT, RNG_PAGER, RNG_MIGRATOR, RNG_FORK, RNG_SELFTEST, RNG_FAULTER,
+       RNG_CYCLER = RNG_FAULTER + MAX_FAULTERS };
 
 static long seed = -1;
 
@@ -182,6 +191,12 @@ struct fork_op {
 	uint64_t child_seed;
 	unsigned sample;
 };
+
+/* The cycler's next chunk, 0..CYCLE_CHUNKS-1 of its block. */
+static size_t cycle_next(uint64_t *rng)
+{
+	return rnd(rng) % CYCLE_CHUNKS;
+}
 
 static struct fork_op fork_next(uint64_t *rng)
 {
@@ -642,6 +657,103 @@ static void *migrator_main(void *arg)
 	return NULL;
 }
 
+/* -- cycler ------------------------------------------------------------- */
+
+static struct {
+	pthread_t tid;
+	uint64_t rng;
+	char off_reason[160];   /* why it does not run, or "" */
+	struct move_stats mv;
+	unsigned long long cycles, pages_verified, swapcache_written, swapcache_moved, not_paged_out;
+	uint64_t buf[WORDS];
+} cyc;
+
+/* Page i of the cycler's chunk k: its pages follow the npages shared ones. */
+static size_t cycle_page(size_t k, unsigned i)
+{
+	return npages + k * CHUNK_PAGES + i;
+}
+
+static void cycle_pageout(size_t k)
+{
+	if (madvise(mem + cycle_page(k, 0) * PAGE, CHUNK, MADV_PAGEOUT))
+		fail_sys("madvise(MADV_PAGEOUT)", errno);
+}
+
+/* Read chunk k back and check every page: after a pageout, swap-ins. */
+static void cycle_verify(size_t k, const char *after)
+{
+	struct mismatch m;
+
+	for (unsigned i = 0; i < CHUNK_PAGES; i++) {
+		size_t pg = cycle_page(k, i);
+
+		copy_page(pg, cyc.buf);
+		if (compare_page(pg, cyc.buf, gen[pg], gen[pg], &m)) {
+			char who[96];
+
+			snprintf(who, sizeof(who), "cycler (chunk %zu %s)", k, after);
+			report_mismatch(who, pg, &m, pagemap_fd, EXIT_KERNEL);
+		}
+	}
+	ADD(cyc.pages_verified, CHUNK_PAGES);
+}
+
+/* Pages of chunk k present and in the swap cache now (0 without kpageflags),
+ * and whether pagemap finds all of them present (else: not all paged out). */
+static unsigned cycle_swapcache(size_t k, int *all_present)
+{
+	uint64_t pm[CHUNK_PAGES], fl;
+	unsigned n = 0;
+
+	*all_present = 1;
+	if (pagemap_fd < 0 || !read_pagemap(pagemap_fd, cycle_page(k, 0), CHUNK_PAGES, pm))
+		return 0;
+	for (unsigned i = 0; i < CHUNK_PAGES; i++) {
+		if (!(pm[i] & PM_PRESENT))
+			*all_present = 0;
+		else if (read_kpageflags(pm[i] & PM_PFN_MASK, &fl) && KPF(fl, KPF_SWAPCACHE))
+			n++;
+	}
+	return n;
+}
+
+static void cycle_chunk(size_t k)
+{
+	void *addrs[CHUNK_PAGES];
+	int from[CHUNK_PAGES], to[CHUNK_PAGES], all_present, n;
+	unsigned in_swapcache;
+
+	cycle_pageout(k);
+	cycle_verify(k, "read back from swap");
+	in_swapcache = cycle_swapcache(k, &all_present);
+	for (unsigned i = 0; i < CHUNK_PAGES; i++) {
+		size_t pg = cycle_page(k, i);
+
+		gen[pg]++;
+		fill_words(pg, gen[pg], 0);
+		addrs[i] = mem + pg * PAGE;
+	}
+	ADD(cyc.swapcache_written, in_swapcache);
+	n = present_pages(&cyc.mv, CHUNK_PAGES, addrs, from, to);
+	move_pages_to(&cyc.mv, n, addrs, from, to, move_flags());
+	if (n == CHUNK_PAGES)
+		ADD(cyc.swapcache_moved, in_swapcache);
+	cycle_pageout(k);
+	cycle_swapcache(k, &all_present);
+	ADD(cyc.not_paged_out, all_present);
+	cycle_verify(k, "written, moved, paged out and read back");
+	ADD(cyc.cycles, 1);
+}
+
+static void *cycler_main(void *arg)
+{
+	(void)arg;
+	while (!stopping())
+		cycle_chunk(cycle_next(&cyc.rng));
+	return NULL;
+}
+
 /* -- fork children ------------------------------------------------------ */
 
 /* A child checks pages it inherited against the generations as of the fork
@@ -803,6 +915,11 @@ static void print_plan(void)
 		       "else chunks %zu %zu %zu %zu\n", i, src_name[op.source], op.back, op.nch,
 		       op.stride, op.first, op.rchunk[0], op.rchunk[1], op.rchunk[2], op.rchunk[3]);
 	}
+	rng = stream(RNG_CYCLER);
+	printf("plan cycler:");
+	for (long i = 0; i < plan_n; i++)
+		printf(" %zu", cycle_next(&rng));
+	printf("\n");
 	rng = stream(RNG_FORK);
 	for (long i = 0; i < plan_n; i++) {
 		struct fork_op op = fork_next(&rng);
@@ -812,14 +929,20 @@ static void print_plan(void)
 	}
 }
 
+/* The shared blocks, then the cycler's (small pages, not inherited by
+ * fork children, so that MADV_PAGEOUT never finds them shared). */
 static void map_region(void)
 {
-	size_t len = nblocks * BLOCK;
+	size_t len = (nblocks + 1) * BLOCK;
 	uint64_t rng = stream(RNG_LAYOUT);
 
 	mem = map_aligned(len, BLOCK, MAP_NORESERVE);
+	if (madvise(mem + nblocks * BLOCK, BLOCK, MADV_DONTFORK))
+		fail_sys("madvise(MADV_DONTFORK)", errno);
+	if (madvise(mem + nblocks * BLOCK, BLOCK, MADV_NOHUGEPAGE) && errno != EINVAL)
+		fail_sys("madvise(MADV_NOHUGEPAGE)", errno);
 	block_thp = calloc(nblocks, 1);
-	gen = calloc(npages, sizeof(*gen));
+	gen = calloc(npages + CYCLE_CHUNKS * CHUNK_PAGES, sizeof(*gen));
 	seq = calloc(nchunks, sizeof(*seq));
 	if (!block_thp || !gen || !seq)
 		die(EXIT_WORKLOAD, "workload failed: out of memory for the bookkeeping arrays");
@@ -876,9 +999,9 @@ static void progress(double t)
 	}
 	printf("%s progress: %.0fs: %llu pageouts, %llu fault ops, %llu pages verified "
 	       "(+%llu by children), %llu move_pages calls, %llu pages moved, %llu swap-cache "
-	       "pages migrated, %llu forks\n", prog, t, GET(pager.pageout_calls), ops, verified,
-	       GET(shared->child_pages_verified), GET(mig.mv.calls), GET(mig.mv.moved),
-	       GET(mig.sc_migrated), forks);
+	       "pages migrated, %llu forks, %llu cycles\n", prog, t, GET(pager.pageout_calls), ops,
+	       verified, GET(shared->child_pages_verified), GET(mig.mv.calls), GET(mig.mv.moved),
+	       GET(mig.sc_migrated), forks, GET(cyc.cycles));
 }
 
 int main(int argc, char **argv)
@@ -901,7 +1024,7 @@ int main(int argc, char **argv)
 	swap_devices = count_swap_devices();
 	map_region();
 	advise_layout();
-	for (size_t pg = 0; pg < npages; pg++) {
+	for (size_t pg = 0; pg < npages + CYCLE_CHUNKS * CHUNK_PAGES; pg++) {
 		gen[pg] = 1;
 		fill_words(pg, 1, 0);
 	}
@@ -926,6 +1049,14 @@ int main(int argc, char **argv)
 		snprintf(mig.off_reason, sizeof(mig.off_reason), "only %d NUMA node with memory: "
 			 "there is nowhere to migrate to, so pages are only sampled, not moved", nnodes);
 
+	if (swap_devices <= 0)
+		snprintf(cyc.off_reason, sizeof(cyc.off_reason), "the cycler does not run: without "
+			 "swap there is no swap cache to take its chunks through");
+	else if (mig.off_reason[0])
+		snprintf(cyc.off_reason, sizeof(cyc.off_reason), "the cycler does not run: "
+			 "nothing can be migrated here");
+	cyc.mv.nomem_ok = 1;
+
 	shared = mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (shared == MAP_FAILED)
 		fail_sys("mmap(MAP_SHARED)", errno);
@@ -946,6 +1077,9 @@ int main(int argc, char **argv)
 	}
 	start_thread(&pager.tid, pager_main, NULL);
 	start_thread(&mig.tid, migrator_main, NULL);
+	cyc.rng = stream(RNG_CYCLER);
+	if (!cyc.off_reason[0])
+		start_thread(&cyc.tid, cycler_main, NULL);
 
 	for (double t = 0; (t = now()) - start < duration;) {
 		struct fork_op op = fork_next(&fork_rng);
@@ -967,6 +1101,8 @@ int main(int argc, char **argv)
 		pthread_join(faulters[i].tid, NULL);
 	pthread_join(pager.tid, NULL);
 	pthread_join(mig.tid, NULL);
+	if (!cyc.off_reason[0])
+		pthread_join(cyc.tid, NULL);
 	end = now();
 	ru = self_rusage();
 
@@ -1009,6 +1145,15 @@ int main(int argc, char **argv)
 	       "swapcache_migrated_new_pfn=%llu swapcache_migrated_still_swapcache=%llu\n",
 	       prog, mig.sc_requested, mig.sc_migrated, mig.sc_new_pfn, mig.sc_still_swapcache);
 	printf("%s fork: forks=%llu children_reaped=%llu\n", prog, forks, children_reaped);
+	/* cycle_swapcache_written: pages in the swap cache (a clean swap-in)
+	 * when the cycler wrote them; cycle_swapcache_moved: those it then moved,
+	 * its whole chunk being present; cycle_not_paged_out: pageouts that left
+	 * the whole chunk present (pages not yet back on an LRU list after
+	 * their migration, say). */
+	printf("%s cycler: cycles=%llu cycle_pages_verified=%llu cycle_swapcache_written=%llu "
+	       "cycle_swapcache_moved=%llu cycle_not_paged_out=%llu cycle_pages_moved=%llu\n", prog,
+	       cyc.cycles, cyc.pages_verified, cyc.swapcache_written, cyc.swapcache_moved,
+	       cyc.not_paged_out, cyc.mv.moved);
 	if (swap_devices <= 0)
 		printf("%s note: %s, so MADV_PAGEOUT cannot push anonymous pages out: "
 		       "swapped_out_seen, swapcache_seen and swapcache_pages_migrated stay 0\n", prog,
@@ -1016,6 +1161,8 @@ int main(int argc, char **argv)
 		       : "no swap device is active (/proc/swaps lists none)");
 	if (mig.off_reason[0])
 		printf("%s note: %s\n", prog, mig.off_reason);
+	if (cyc.off_reason[0])
+		printf("%s note: %s\n", prog, cyc.off_reason);
 	if (pagemap_note[0])
 		printf("%s note: %s\n", prog, pagemap_note);
 	if (kpf_note[0])
