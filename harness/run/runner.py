@@ -10,16 +10,12 @@ Soak, compare and bisect drive this class; they never copy it.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import hashlib
 import random
 import shlex
 import shutil
 import tempfile
-import threading
 import time
 from pathlib import Path
-from typing import Callable, Optional
 
 from harness import log
 from harness.cache_entries import in_use
@@ -30,25 +26,18 @@ from harness.guest.channels import ChannelError
 from harness.guest.machine import GuestError, GuestSilent
 from harness.kernel import BuildRequest, KernelBuild, build_kernel
 from harness.run import verdict
+from harness.run.judge import judge_workload, record_kernel
 from harness.run.prepare import Planned, choose_workloads, prepare_guest
-from harness.run.record import CaseResult, GuestEvent, KernelRecord, RunRecord, WorkloadRecord, atomic_write_text
+from harness.run.record import CaseResult, GuestEvent, RunRecord, WorkloadRecord, atomic_write_text
 from harness.run.results import file_size, new_run_dir, write_results
 from harness.run.session import GuestSession
 from harness.run.triage import Triage
 from harness.run.trouble import GuestTrouble
-from harness.stress.vmstat import deltas, missing_evidence, parse_vmstat
+from harness.run.watch import ConsoleWatch, StopWhen
+from harness.stress.vmstat import parse_vmstat
 
 BOOT_CASE = "boot"
 BUILD_CASE = "build"
-EVIDENCE_PROPERTIES = ("pgmigrate_", "compact_", "thp_", "pswp")  # vmstat deltas shown as JUnit properties
-WATCH_EVERY = 2.0   # seconds between looks at a growing console while a workload runs (with stop_when)
-REPORT_QUIET = 2.0  # a report is complete once the console has been quiet this long...
-REPORT_WAIT = 15.0  # ...or after this long
-
-# Asked with the record after every workload, and while one runs with what the
-# console would add to it: a reason ends the run there (modes that want only a
-# first finding of some kind, such as the bug zoo).
-StopWhen = Callable[[RunRecord], Optional[str]]
 
 
 def guest_uptime(proc_uptime: str) -> float | None:
@@ -64,9 +53,6 @@ class Runner:
     def __init__(self, cfg: RunConfig, cache_dir: Path | None = None, stop_when: StopWhen | None = None):
         self.cfg = cfg
         self.cache_dir = cache_dir
-        self.stop_when = stop_when
-        self.stopped: str | None = None  # why stop_when ended the run
-        self.guest_stopped = False  # the console watch stopped the guest, ending a workload
         seed = cfg.seed if cfg.seed is not None else random.SystemRandom().randrange(1, 2**31)
         self.run_id, self.run_dir = new_run_dir(cfg.results)
         self.console_log = self.run_dir / "console.log"
@@ -82,6 +68,7 @@ class Runner:
         self.ran: set[str] = set()  # testcases that started
         self.stop_reason = ""  # why the run stopped early, for testcases that never ran
         self.trouble = GuestTrouble(self.record.guest_events)
+        self.watch = ConsoleWatch(stop_when, self.console_log, cfg.known_issues, self._stopping)
         # Per-run disks (image overlays, swap): scratch space, not results.
         self.scratch = Path(tempfile.mkdtemp(prefix="kstress-run-"))
         self.held = contextlib.ExitStack()  # what the run holds until it ends (cache entries in use)
@@ -89,6 +76,11 @@ class Runner:
     @property
     def seed(self) -> int:
         return self.record.seed
+
+    @property
+    def stopped(self) -> str | None:
+        """Why the mode's stop_when ended the run, if it did."""
+        return self.watch.reason
 
     def run(self) -> int:
         """Returns the exit code. Whatever happens (Ctrl-C and SIGTERM arrive
@@ -133,7 +125,7 @@ class Runner:
                 restart = None
                 while pending and restart is None:
                     restart = self._workload(session, pending.pop(0))
-                    if self._should_stop():
+                    if self.watch.should_stop(self.record):
                         pending.clear()
                 if restart is None and not self.stopped:
                     session.shutdown()
@@ -165,14 +157,7 @@ class Runner:
             case.elapsed = time.monotonic() - self.current_t0
         self.vmlinux = kernel.vmlinux
         self.triage.kernel_version = kernel.meta.get("kernel_version")
-        config_hash = hashlib.sha256(Path(kernel.config).read_bytes()).hexdigest()[:16]
-        self.record.kernel = KernelRecord(key=kernel.key, artifact_dir=str(kernel.artifact_dir),
-                                          cache_hit=kernel.cache_hit, config_sha256_16=config_hash,
-                                          meta=kernel.meta)
-        names = [p["name"] for p in kernel.meta.get("patches") or []]
-        for name, value in (("kernel_version", kernel.meta.get("kernel_version")), ("config_hash", config_hash),
-                            ("patch_series", ", ".join(names) or "none"), ("kernel_key", kernel.key)):
-            self.record.set_property(name, value)
+        record_kernel(self.record, kernel)
         self._write()
         return kernel
 
@@ -222,23 +207,24 @@ class Runner:
             before = parse_vmstat(channel.read_file("/proc/vmstat"))
             entry.guest_uptime = guest_uptime(channel.read_file("/proc/uptime"))
             t0 = time.monotonic()
-            with self._watching(session, case, start):
+            with self.watch.watching(self.record, self.triage.kernel_version, case, start,
+                                     session.machine.terminate):
                 result = channel.run(shlex.join(entry.argv), timeout=timeout,
                                      output=self.run_dir / f"{w.name}.out")
             entry.exit_status, entry.timed_out = result.exit_status, result.timed_out
             entry.seconds = round(result.duration, 2)
             case.stdout = result.output[-20000:]
-            if self.guest_stopped:
+            if self.watch.guest_stopped:
                 entry.exit_status, entry.timed_out = None, False  # we ended it, by stopping the guest
             elif result.timed_out:
                 self._hang(session, case, w.name, Path(entry.argv[0]).name, channel_works=True,
                            why=f"did not finish within {timeout:.0f}s")
                 restart = f"{w.name} hung"
             else:
-                self._judge_workload(case, entry, result.output,
-                                     parse_vmstat(channel.read_file("/proc/vmstat")), before)
+                judge_workload(self.record, case, entry, result.output,
+                               parse_vmstat(channel.read_file("/proc/vmstat")), before)
         except (GuestError, ChannelError) as exc:
-            if not self.guest_stopped:
+            if not self.watch.guest_stopped:
                 restart = self._workload_trouble(session, case, entry, exc)
             entry.seconds = entry.seconds or round(time.monotonic() - t0, 2)
         self._end_case(case, start)
@@ -258,71 +244,10 @@ class Runner:
         self._guest_trouble(case, death)
         return f"{name}: {type(death).__name__}"
 
-    def _should_stop(self) -> bool:
-        if self.stop_when is not None and not self.stopped:
-            self._stop(self.stop_when(self.record))
-        return bool(self.stopped)
-
-    def _stop(self, reason: str | None) -> None:
-        if reason and not self.stopped:
-            self.stopped = self.stop_reason = reason
-            self.record.set_property("stopped", reason)
-            log.info(f"stopping the run: {reason}")
-
-    @contextlib.contextmanager
-    def _watching(self, session: GuestSession, case: CaseResult, start: int):
-        """While a workload runs, with stop_when: look at the console as it
-        grows; once the record with its new findings would stop the run, let
-        the report finish and stop the guest (the workload ends with it)."""
-        if self.stop_when is None:
-            yield
-            return
-        done = threading.Event()
-        watcher = threading.Thread(target=self._watch, args=(session, case, start, done),
-                                   name=f"watch-{case.name}", daemon=True)
-        watcher.start()
-        try:
-            yield
-        finally:
-            done.set()
-            watcher.join()
-
-    def _watch(self, session: GuestSession, case: CaseResult, start: int, done: threading.Event) -> None:
-        seen = self._console_size()
-        while not done.wait(WATCH_EVERY):
-            size = self._console_size()
-            if size == seen:
-                continue
-            seen = size
-            try:
-                reason = self.stop_when(self._record_with_console(case, start, size))
-            except Exception as exc:  # never lose the run over a look at it: the case's end looks again
-                log.warn(f"console watch: {exc}")
-                continue
-            if reason:
-                self._wait_quiet(done)
-                self._stop(reason)
-                if not done.is_set():  # the workload still runs: end it with its guest
-                    self.guest_stopped = True
-                    session.machine.terminate()
-                return
-
-    def _record_with_console(self, case: CaseResult, start: int, end: int) -> RunRecord:
-        """The record as it would be if the case ended now: its findings so far
-        (attributed by a scratch triage: the run's own sees only whole reports)."""
-        scratch = Triage(self.cfg.known_issues)
-        scratch.kernel_version = self.triage.kernel_version
-        scratch.attribute(analyze_file(self.console_log), CaseResult(case.name), start, end)
-        return dataclasses.replace(self.record, findings=self.record.findings + scratch.records)
-
-    def _wait_quiet(self, done: threading.Event) -> None:
-        deadline = time.monotonic() + REPORT_WAIT
-        size = self._console_size()
-        while time.monotonic() < deadline and not done.wait(REPORT_QUIET):
-            now = self._console_size()
-            if now == size:
-                return
-            size = now
+    def _stopping(self, reason: str) -> None:
+        self.stop_reason = reason
+        self.record.set_property("stopped", reason)
+        log.info(f"stopping the run: {reason}")
 
     def _hang(self, session: GuestSession, case: CaseResult, workload: str, comm: str,
               channel_works: bool, why: str) -> None:
@@ -332,20 +257,6 @@ class Runner:
         text = f"{workload} {why}; SysRq w and l by {report.how}\n\n{report.text[-60000:]}"
         case.fail(report.title, text, "hang")
         self.triage.add_hang(case, report.title, report.function, report.start, text)
-
-    def _judge_workload(self, case: CaseResult, entry: WorkloadRecord, output: str,
-                        after: dict[str, int], before: dict[str, int]) -> None:
-        delta = entry.vmstat_delta = deltas(before, after)
-        name = case.name
-        for counter in sorted(delta):
-            if counter.startswith(EVIDENCE_PROPERTIES):
-                self.record.set_property(f"vmstat.{name}.{counter}", delta[counter])
-        if entry.exit_status != 0:
-            case.fail(f"{name} exited with status {entry.exit_status}", output[-4000:], "workload")
-        missing = missing_evidence(delta, entry.evidence)
-        if missing:
-            case.fail(f"no evidence of stress: {', '.join(missing)} did not move",
-                      "vmstat deltas:\n" + "\n".join(f"{k} {v}" for k, v in delta.items()), "no-evidence")
 
     # -- findings and guest trouble ---------------------------------------
 
