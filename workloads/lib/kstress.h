@@ -24,7 +24,9 @@
  * pagemap and kpageflags reads; fork children: their slots, the fork gate,
  * reaping and exit statuses; small sysfs/procfs files; a supervisor process
  * that puts global settings (sysfs knobs, memory blocks) back however the
- * workload ends.
+ * workload ends.  Skeletons of threads that several workloads run alike:
+ * churners over locked items, a migrator of seeded picks, forks of a locked
+ * sample of items, fork children that check the pages they inherited.
  */
 #ifndef KSTRESS_H
 #define KSTRESS_H
@@ -45,6 +47,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -108,6 +111,18 @@ static const char prog[] = PROG;
 #define GET(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
 #define ADD(x, n) __atomic_store_n(&(x), __atomic_load_n(&(x), __ATOMIC_RELAXED) + (n), __ATOMIC_RELAXED)
 #define ADD_SHARED(x, n) __atomic_fetch_add(&(x), (n), __ATOMIC_RELAXED)
+
+/* Adds the counters of src to those of dst, each a struct of size bytes
+ * that holds unsigned long long counters only; src's are read with GET, as
+ * their thread may be adding to them. */
+static inline void add_counters(void *dst, const void *src, size_t size)
+{
+	unsigned long long *d = dst;
+	const unsigned long long *s = src;
+
+	for (size_t i = 0; i < size / sizeof(*d); i++)
+		d[i] += GET(s[i]);
+}
 
 /* Set once the run is over; every thread's loop tests it. */
 static atomic_int stop;
@@ -200,6 +215,30 @@ static inline void check_pthread(const char *call, int err)
 static inline void start_thread(pthread_t *tid, void *(*fn)(void *), void *arg)
 {
 	check_pthread("pthread_create", pthread_create(tid, NULL, fn, arg));
+}
+
+static inline void lock_mutex(pthread_mutex_t *m)
+{
+	check_pthread("pthread_mutex_lock", pthread_mutex_lock(m));
+}
+
+static inline void unlock_mutex(pthread_mutex_t *m)
+{
+	check_pthread("pthread_mutex_unlock", pthread_mutex_unlock(m));
+}
+
+/* SIGSEGV and SIGBUS go to handler (an SA_SIGINFO handler): a fault on
+ * memory the workload has mapped is the kernel's, reported with the page's
+ * state. */
+static inline void catch_faults(void (*handler)(int sig, siginfo_t *si, void *uc))
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_sigaction = handler;
+	sa.sa_flags = SA_SIGINFO;
+	if (sigaction(SIGSEGV, &sa, NULL) || sigaction(SIGBUS, &sa, NULL))
+		fail_sys("sigaction", errno);
 }
 
 /* -- the command line --------------------------------------------------- */
@@ -827,12 +866,143 @@ static inline pid_t gated_fork(pthread_rwlock_t *gate)
 	return pid;
 }
 
+/* This process (a fork child, a worker) gets SIGKILL when the thread that
+ * forked it ends: none outlives a workload killed at its timeout. */
+static inline void die_with_parent(void)
+{
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL))
+		fail_sys("prctl(PR_SET_PDEATHSIG)", errno);
+}
+
 /* The end of a run: every thread's loop stops, every child is reaped. */
 static inline void stop_and_reap(void)
 {
 	atomic_store(&stop, 1);
 	for (int i = 0; i < MAX_CHILDREN; i++)
 		reap_slot(i);
+}
+
+/* -- churners over locked items ---------------------------------------- */
+
+/* The loop of churner t, for workloads whose threads take seeded decisions
+ * on items (regions, chunks) that each have a mutex: decide(t, n, args) is
+ * decision n, item << 8 | op with up to two arguments, drawn whatever the
+ * items' state (so --plan prints it from the seed alone); run(item, op,
+ * args) carries it out with the item's mutex (mutex_of) held; ops counts
+ * them.  It starts when every thread has reached gate. */
+static inline void churn(void *t, pthread_barrier_t *gate,
+			 int (*decide)(void *t, long n, uint64_t args[2]),
+			 pthread_mutex_t *(*mutex_of)(int item),
+			 void (*run)(int item, int op, const uint64_t args[2]),
+			 unsigned long long *ops)
+{
+	pthread_barrier_wait(gate);
+	for (long n = 0; !stopping();) {
+		uint64_t args[2];
+		int d = decide(t, n++, args);
+
+		lock_mutex(mutex_of(d >> 8));
+		run(d >> 8, d & 255, args);
+		unlock_mutex(mutex_of(d >> 8));
+		ADD(*ops, 1);
+	}
+}
+
+/* -- a migrator of seeded picks ----------------------------------------- */
+
+/* A migrator thread whose batches are pages picked by its own seeded
+ * stream: the stream, its decision log, what it moved. */
+struct migrator {
+	pthread_t tid;
+	uint64_t rng;
+	struct dlog log;
+	struct move_stats mv;
+};
+
+/* Decision n of migrator m: batch draws, each made a page by pick (pages
+ * NULL: the draws only, for --plan), logged as a digest of the draws. */
+static inline void migrator_decide(struct migrator *m, long n, int batch, void **pages,
+				   void *(*pick)(uint64_t draw))
+{
+	uint64_t digest = 0;
+
+	for (int i = 0; i < batch; i++) {
+		uint64_t r = rnd(&m->rng);
+
+		digest = (digest ^ r) * 0x100000001b3ULL;
+		if (pages)
+			pages[i] = pick(r);
+	}
+	log_line(&m->log, "decision migrator n=%ld picks=%016llx", n, (unsigned long long)digest);
+}
+
+/* The loop of migrator m once every thread has reached gate: a decision,
+ * then migrate_round() of its pages, until the run stops. */
+static inline void migrator_loop(struct migrator *m, pthread_barrier_t *gate, int batch,
+				 void *(*pick)(uint64_t draw))
+{
+	int flags = move_flags();
+	long round = 0;
+
+	pthread_barrier_wait(gate);
+	while (!stopping()) {
+		void *pages[batch];
+
+		migrator_decide(m, round, batch, pages, pick);
+		migrate_round(&m->mv, ++round, batch, pages, flags);
+	}
+}
+
+/* -- forks of a locked sample of items ---------------------------------- */
+
+#define FORK_SAMPLE_MAX 4
+
+/* One fork's seeded choice: a sorted sample of distinct items (regions,
+ * chunks) for the child to check, and the child's own seed. */
+struct fork_plan {
+	int sample[FORK_SAMPLE_MAX], k;
+	uint64_t child_seed;
+};
+
+/* Decision n of the forker: one draw from rng seeds a sub-stream that picks
+ * want (at most FORK_SAMPLE_MAX) of nitems items and then the child's seed;
+ * logged in log as "<what>=a,b,..." (-1 for each item short of want). */
+static inline void forker_decide_sample(struct dlog *log, uint64_t *rng, long n, int nitems,
+					int want, const char *what, struct fork_plan *f)
+{
+	uint64_t sub = rnd(rng);
+	char items[64];
+	int len = 0;
+
+	f->k = pick_sorted(&sub, nitems, want, f->sample);
+	f->child_seed = rnd(&sub);
+	for (int i = 0; i < want; i++)
+		len += snprintf(items + len, sizeof(items) - len, "%s%d", i ? "," : "",
+				i < f->k ? f->sample[i] : -1);
+	log_line(log, "decision forker n=%ld %s=%s child_seed=%016llx", n, what, items,
+		 (unsigned long long)f->child_seed);
+}
+
+/* Forks (after reaping the child of its slot) while the sampled items'
+ * mutexes (mutex_of) are held, so the child's copy of their memory and of
+ * their bookkeeping agree; the child runs child(f, corrupt), which exits.
+ * The child of a --self-test-corrupt fork (corrupt) is reaped at once, so
+ * its verdict comes before the next fork. */
+static inline void fork_sample_locked(const struct fork_plan *f, int corrupt,
+				      pthread_mutex_t *(*mutex_of)(int item),
+				      void (*child)(const struct fork_plan *f, int corrupt))
+{
+	reap_slot(forks);
+	for (int i = 0; i < f->k; i++)
+		lock_mutex(mutex_of(f->sample[i]));
+	if (fork_child() == 0) {
+		child(f, corrupt);
+		_exit(WORKLOAD_FAILURE_EXIT);   /* not reached: child() exits */
+	}
+	for (int i = f->k - 1; i >= 0; i--)
+		unlock_mutex(mutex_of(f->sample[i]));
+	if (corrupt)
+		reap_slot(forks - 1);
 }
 
 /* -- small sysfs and procfs files -------------------------------------- */

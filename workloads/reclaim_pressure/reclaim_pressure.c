@@ -61,7 +61,6 @@
 #include <sched.h>
 #include <stddef.h>
 #include <sys/mount.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 
@@ -956,8 +955,7 @@ static _Noreturn void worker_main(int id, pid_t parent)
 	child_begin();
 	worker_id = id;
 	ws = &shared->w[id];
-	if (prctl(PR_SET_PDEATHSIG, SIGKILL))
-		fail_sys("prctl(PR_SET_PDEATHSIG)", errno);
+	die_with_parent();
 	if (getppid() != parent)
 		_exit(EXIT_WORKLOAD);
 	signal(SIGTERM, SIG_DFL);
