@@ -1333,12 +1333,11 @@ static void parse_args(int argc, char **argv)
 		FLAG("--no-migrate", &no_migrate),
 		FLAG("--allow-single-node", NULL),   /* accepted like migrate_fork's; one node always runs */
 		FLAG("--self-test-corrupt", &self_test_corrupt),
-		NUM("--duration", &duration, 1, 86400),
-		NUM("--seed", &seed, 0, LONG_MAX),
+		RUN_OPTS(&duration, &seed),
 		NUM("--writers", &nchurners, 1, MAX_CHURNERS),
 		NUM("--thp-mb", &thp_mb, 0, 512),
 		NUM("--small-mb", &small_mb, 0, 512),
-		NUM("--plan", &plan_decisions, 1, 1000000),
+		PLAN_OPT(&plan_decisions),
 		NUM("--log", &log_decisions, 0, 100000),
 		{ NULL },
 	};
