@@ -24,9 +24,11 @@
  * pagemap and kpageflags reads; fork children: their slots, the fork gate,
  * reaping and exit statuses; small sysfs/procfs files; a supervisor process
  * that puts global settings (sysfs knobs, memory blocks) back however the
- * workload ends.  Skeletons of threads that several workloads run alike:
- * churners over locked items, a migrator of seeded picks, forks of a locked
- * sample of items, fork children that check the pages they inherited.
+ * workload ends.  And what several workloads run alike: pages of
+ * offset-and-generation words; a crew of threads that start together;
+ * churners over locked items; a migrator of seeded picks; forks of a locked
+ * sample of items; fork children that check the pages they inherited; the
+ * --self-test-corrupt flip.
  */
 #ifndef KSTRESS_H
 #define KSTRESS_H
@@ -285,6 +287,8 @@ struct opt {
 #define RUN_OPTS(duration, seed) \
 	NUM("--duration", (duration), 1, 86400), NUM("--seed", (seed), 0, LONG_MAX)
 #define PLAN_OPT(plan) NUM("--plan", (plan), 1, 1000000)
+/* --log N: a run keeps the first N decisions of every stream (log_decisions). */
+#define LOG_OPT NUM("--log", &log_decisions, 0, 100000)
 
 /* Parses argv by opts, a table ending with { NULL }; the workload checks
  * what is required and how options combine afterwards. */
@@ -1193,6 +1197,42 @@ static inline _Noreturn void self_test_flip(pthread_rwlock_t *gate, char *mem, s
 	die(EXIT_WORKLOAD, "workload failed: self-test: the byte flipped at 0x%zx went unnoticed", off);
 }
 
+/* -- a crew of threads that start together ------------------------------ */
+
+#define MAX_CREW 32
+
+/* Threads that each get ready (their own setup), wait at the gate and
+ * then work until the run stops: main adds them all (crew_add), lets them
+ * go at once (crew_go) and joins them after stop_and_reap() (crew_join). */
+struct crew {
+	pthread_barrier_t gate;
+	pthread_t tid[MAX_CREW];
+	int n;
+};
+
+/* A crew of n threads (at most MAX_CREW) and main. */
+static inline void crew_init(struct crew *c, int n)
+{
+	check_pthread("pthread_barrier_init", pthread_barrier_init(&c->gate, NULL, 1 + n));
+	c->n = 0;
+}
+
+static inline void crew_add(struct crew *c, void *(*fn)(void *), void *arg)
+{
+	start_thread(&c->tid[c->n++], fn, arg);
+}
+
+static inline void crew_go(struct crew *c)
+{
+	pthread_barrier_wait(&c->gate);
+}
+
+static inline void crew_join(struct crew *c)
+{
+	for (int i = 0; i < c->n; i++)
+		pthread_join(c->tid[i], NULL);
+}
+
 /* -- churners over locked items ---------------------------------------- */
 
 /* The loop of churner t, for workloads whose threads take seeded decisions
@@ -1224,7 +1264,6 @@ static inline void churn(void *t, pthread_barrier_t *gate,
 /* A migrator thread whose batches are pages picked by its own seeded
  * stream: the stream, its decision log, what it moved. */
 struct migrator {
-	pthread_t tid;
 	uint64_t rng;
 	struct dlog log;
 	struct move_stats mv;

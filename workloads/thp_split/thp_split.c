@@ -692,7 +692,6 @@ static void run_op(int ri, int op, const uint64_t args[2])
 /* --------------------------------------------------------------- churners */
 
 struct churner {
-	pthread_t tid;
 	int id;
 	uint64_t rng;
 	struct stats st;
@@ -700,7 +699,7 @@ struct churner {
 };
 
 static struct churner churners[MAX_WRITERS];
-static pthread_barrier_t gate;
+static struct crew crew;   /* the churners and the migrator */
 
 static pthread_mutex_t *region_mutex(int ri)
 {
@@ -726,7 +725,7 @@ static void *churner_main(void *arg)
 
 	me = &t->st;
 	snprintf(who, sizeof(who), "churner %d", t->id);
-	churn(t, &gate, churner_decide, region_mutex, run_op, &me->ops);
+	churn(t, &crew.gate, churner_decide, region_mutex, run_op, &me->ops);
 	return NULL;
 }
 
@@ -744,7 +743,7 @@ static void *migrator_main(void *arg)
 {
 	(void)arg;
 	snprintf(who, sizeof(who), "migrator");
-	migrator_loop(&mig, &gate, BATCH, migrator_pick);
+	migrator_loop(&mig, &crew.gate, BATCH, migrator_pick);
 	return NULL;
 }
 
@@ -1456,7 +1455,7 @@ static void parse_args(int argc, char **argv)
 		NUM("--pressure-thp-mb", &pressure_thp_mb, 2, 2 * MAX_PTHP),
 		NUM("--pressure-mb", &pressure_mb, 1, 256),
 		PLAN_OPT(&plan_decisions),
-		NUM("--log", &log_decisions, 0, 100000),
+		LOG_OPT,
 		{ NULL },
 	};
 
@@ -1653,16 +1652,16 @@ int main(int argc, char **argv)
 	}
 	map_regions();
 
-	check_pthread("pthread_barrier_init", pthread_barrier_init(&gate, NULL, 1 + nwriters + migrate));
+	crew_init(&crew, nwriters + migrate);
 	for (int t = 0; t < nwriters; t++)
-		start_thread(&churners[t].tid, churner_main, &churners[t]);
+		crew_add(&crew, churner_main, &churners[t]);
 	if (migrate)
-		start_thread(&mig.tid, migrator_main, NULL);
+		crew_add(&crew, migrator_main, NULL);
 	main_rng = seed_stream(seed, RNG_MAIN);
 	start = now();
 	next_progress = start + PROGRESS_EVERY;
 	next_sample = start;
-	pthread_barrier_wait(&gate);
+	crew_go(&crew);
 
 	while (now() - start < duration) {
 		if (progress_due(now(), &next_progress))
@@ -1677,10 +1676,7 @@ int main(int argc, char **argv)
 			fork_one(&main_rng);
 	}
 	stop_and_reap();
-	for (int t = 0; t < nwriters; t++)
-		pthread_join(churners[t].tid, NULL);
-	if (migrate)
-		pthread_join(mig.tid, NULL);
+	crew_join(&crew);
 	reap_pressure();
 	remove_memcg();
 	end = now();

@@ -971,7 +971,6 @@ static void run_op(int ci, int op, const uint64_t args[2])
 /* --------------------------------------------------------------- churners */
 
 struct churner {
-	pthread_t tid;
 	int id;
 	uint64_t rng;
 	int *owned;
@@ -981,7 +980,7 @@ struct churner {
 };
 
 static struct churner churners[MAX_CHURNERS];
-static pthread_barrier_t gate;
+static struct crew crew;   /* the churners and the migrator */
 
 static pthread_mutex_t *chunk_mutex(int ci)
 {
@@ -1010,7 +1009,7 @@ static void *churner_main(void *arg)
 
 	me = &t->st;
 	snprintf(who, sizeof(who), "churner %d", t->id);
-	churn(t, &gate, churner_decide, chunk_mutex, run_op, &me->ops);
+	churn(t, &crew.gate, churner_decide, chunk_mutex, run_op, &me->ops);
 	return NULL;
 }
 
@@ -1043,7 +1042,7 @@ static void *migrator_main(void *arg)
 {
 	(void)arg;
 	snprintf(who, sizeof(who), "migrator");
-	migrator_loop(&mig, &gate, BATCH, migrator_pick);
+	migrator_loop(&mig, &crew.gate, BATCH, migrator_pick);
 	return NULL;
 }
 
@@ -1338,7 +1337,7 @@ static void parse_args(int argc, char **argv)
 		NUM("--thp-mb", &thp_mb, 0, 512),
 		NUM("--small-mb", &small_mb, 0, 512),
 		PLAN_OPT(&plan_decisions),
-		NUM("--log", &log_decisions, 0, 100000),
+		LOG_OPT,
 		{ NULL },
 	};
 
@@ -1410,16 +1409,16 @@ int main(int argc, char **argv)
 
 	map_chunks();
 
-	check_pthread("pthread_barrier_init", pthread_barrier_init(&gate, NULL, 1 + nchurners + migrate));
+	crew_init(&crew, nchurners + migrate);
 	for (int t = 0; t < nchurners; t++)
-		start_thread(&churners[t].tid, churner_main, &churners[t]);
+		crew_add(&crew, churner_main, &churners[t]);
 	if (migrate)
-		start_thread(&mig.tid, migrator_main, NULL);
+		crew_add(&crew, migrator_main, NULL);
 	release_holes();
 	main_rng = seed_stream(seed, RNG_MAIN);
 	start = now();
 	next_progress = start + PROGRESS_EVERY;
-	pthread_barrier_wait(&gate);
+	crew_go(&crew);
 
 	while (now() - start < duration) {
 		if (progress_due(now(), &next_progress))
@@ -1430,10 +1429,7 @@ int main(int argc, char **argv)
 			fork_one(&main_rng);
 	}
 	stop_and_reap();
-	for (int t = 0; t < nchurners; t++)
-		pthread_join(churners[t].tid, NULL);
-	if (migrate)
-		pthread_join(mig.tid, NULL);
+	crew_join(&crew);
 	end = now();
 	ru = self_rusage();
 
