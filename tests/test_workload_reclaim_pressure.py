@@ -26,7 +26,6 @@ from workload_host import (
     active_swap_devices,
     assert_clean_run,
     assert_progress_has_no_keys,
-    assert_static,
     assert_took_planned_decisions,
     assert_usage_error,
     binary_fixture,
@@ -68,10 +67,6 @@ def test_manifest():
     assert {"CONFIG_MEMCG", "CONFIG_SWAP", "CONFIG_MIGRATION", "CONFIG_NUMA",
             "CONFIG_TRANSPARENT_HUGEPAGE"} <= set(w.kernel_options)
     assert {"pswpout", "pswpin", "pgsteal_anon"} <= set(w.evidence)
-
-
-def test_build_is_static(binary):
-    assert_static(binary)
 
 
 def test_host_run(binary):

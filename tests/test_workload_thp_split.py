@@ -17,7 +17,6 @@ from workload_host import (
     assert_child_found_flipped_byte,
     assert_clean_run,
     assert_migration_as_the_host_allows,
-    assert_static,
     assert_took_planned_decisions,
     assert_usage_error,
     binary_fixture,
@@ -42,10 +41,6 @@ def test_manifest():
     assert {"CONFIG_TRANSPARENT_HUGEPAGE", "CONFIG_MIGRATION", "CONFIG_NUMA", "CONFIG_MEMCG",
             "CONFIG_SHRINKER_DEBUG", "CONFIG_DEBUG_FS"} <= set(w.kernel_options)
     assert {"thp_deferred_split_page", "thp_split_page", "pgmigrate_success"} <= set(w.evidence)
-
-
-def test_build_is_static(binary):
-    assert_static(binary)
 
 
 def test_host_run(binary):

@@ -11,7 +11,6 @@ from workload_host import (
     assert_child_found_flipped_byte,
     assert_clean_run,
     assert_migration_as_the_host_allows,
-    assert_static,
     assert_took_planned_decisions,
     assert_usage_error,
     binary_fixture,
@@ -33,10 +32,6 @@ def test_manifest():
     assert {"mremap", "mprotect", "fork", "migration", "thp"} <= set(w.stresses)
     assert {"CONFIG_MIGRATION", "CONFIG_NUMA", "CONFIG_TRANSPARENT_HUGEPAGE"} <= set(w.kernel_options)
     assert {"pgmigrate_success", "thp_fault_alloc", "thp_split_pmd"} <= set(w.evidence)
-
-
-def test_build_is_static(binary):
-    assert_static(binary)
 
 
 def test_host_run(binary):
