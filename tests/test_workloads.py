@@ -26,6 +26,8 @@ from harness.stress.adapters import c as c_adapter
 from harness.stress.vmstat import deltas, missing_evidence
 
 REPO = Path(__file__).resolve().parent.parent
+C_WORKLOADS = ("migrate_fork", "swapcache_migrate", "vma_churn", "thp_split", "reclaim_pressure",
+               "ksm_migrate", "offline_migrate")
 PLANTED = REPO / "tests" / "data" / "planted"
 
 GOOD = """\
@@ -125,8 +127,8 @@ def test_repo_manifests():
     assert "pgmigrate_success" in w.evidence
     assert w.argv(5, 9) == ["/usr/bin/migrate_fork", "--duration", "5", "--seed", "9"]
     shared = (REPO / "workloads" / "lib" / "kstress.h").resolve()
-    for name in ("migrate_fork", "swapcache_migrate", "vma_churn", "thp_split", "reclaim_pressure",
-                 "ksm_migrate", "offline_migrate"):
+    assert sorted(name for name, w in ws.items() if w.kind == "c") == sorted(C_WORKLOADS)
+    for name in C_WORKLOADS:
         assert [h.resolve() for h in ws[name].headers] == [shared], name
 
 
@@ -151,12 +153,19 @@ def test_repo_kernel_options_exist_in_6_12(name, kconfig_6_12):
 
 
 @pytest.fixture(scope="module")
-def migrate_fork_binary(tmp_path_factory) -> Path:
-    return build("migrate_fork", tmp_path_factory.mktemp("cache"))
+def build_cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("cache")
 
 
-def test_build_is_static(migrate_fork_binary):
-    assert_static(migrate_fork_binary)
+@pytest.fixture(scope="module")
+def migrate_fork_binary(build_cache) -> Path:
+    return build("migrate_fork", build_cache)
+
+
+@pytest.mark.parametrize("name", C_WORKLOADS)
+def test_build_is_static(name, build_cache):
+    """Every C workload runs in an initramfs guest, which has no libc."""
+    assert_static(build(name, build_cache))
 
 
 def test_build_is_cached_and_keyed_by_source(tmp_path, monkeypatch):
