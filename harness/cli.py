@@ -35,7 +35,7 @@ from harness.modes.soak_report import summary as soak_summary
 from harness.modes.variants import VariantRuns
 from harness.modes.zoo import run_zoo
 from harness.paths import shipped_configs
-from harness.run.repro import REPRO_PROPERTY, load_repro
+from harness.run.repro import REPRO_PROPERTY, Repro, load_repro
 from harness.run.runner import Runner
 
 DEFAULT_CONFIG_NAME = "default"
@@ -202,7 +202,7 @@ def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
-def _repro_runner(args) -> Runner:
+def _repro_runner(args) -> tuple[Runner, Repro]:
     given = [name for name in ("config", "source", "ref", "patches", "duration", "seed", "variant")
              if getattr(args, name) is not None]
     if given:
@@ -212,12 +212,13 @@ def _repro_runner(args) -> Runner:
     repro.announce()
     runner = Runner(repro.cfg, args.cache, kernel_key=repro.kernel_key)
     runner.record.set_property(REPRO_PROPERTY, str(repro.run_dir))
-    return runner
+    return runner, repro
 
 
 def cmd_run(args) -> int:
+    repro = None
     if args.repro:
-        runner = _repro_runner(args)
+        runner, repro = _repro_runner(args)
         cfg = runner.cfg
     else:
         cfg = apply_overrides(load_config(args.config or DEFAULT_CONFIG_NAME), source=args.source, ref=args.ref,
@@ -232,6 +233,10 @@ def cmd_run(args) -> int:
         code = runner.run()
     finally:
         sys.stdout.write(runner.summary())
+        if repro is not None and runner.record.guest is not None:
+            differs = repro.compare_qemu(runner.record.guest.qemu_argv)
+            if differs:
+                log.warn(differs)
     if cfg.cache_max_size is not None:
         res = cache_entries.prune(cfg.cache_max_size)
         if res.evicted:
@@ -356,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"kstress: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt as exc:
-        print(f"kstress: interrupted ({exc or 'SIGINT'}); results kept", file=sys.stderr)
+        print(f"kstress: interrupted ({str(exc) or 'SIGINT'}); results kept", file=sys.stderr)
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         return 0

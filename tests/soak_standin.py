@@ -65,12 +65,19 @@ class StandinRunner:
         actions = self.script.get(cfg.seed, [])
         type(self).calls.append((cfg.seed, cfg.kernel_name, [w.name for w in cfg.workloads],
                                  [w.duration for w in cfg.workloads]))
-        self._note("start")
-        if self.sleep:
-            time.sleep(self.sleep)
+        try:
+            self._note("start")
+            end = time.monotonic() + self.sleep
+            while time.monotonic() < end:  # in steps, as a real run waits: an interrupt arrives between them
+                time.sleep(0.02)
+        except KeyboardInterrupt as exc:  # as the Runner, which stops its guest and writes its record
+            self.record.interrupted = str(exc) or "SIGINT"
+            self._note("interrupted")
+            raise
         if self.clock:
             self.clock.advance(self.step)
         if ("interrupt",) in actions:
+            self.record.interrupted = "SIGINT"
             raise KeyboardInterrupt("SIGINT")
         build = rec.case("build")
         build.elapsed = 1.0

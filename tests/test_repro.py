@@ -33,6 +33,9 @@ known_issues:
   - {title: "^WARNING in x$", reason: known}
 """
 KEY = "0123456789abcdef01234567"
+QEMU = ["qemu-system-x86_64", "-name", "kstress-4242-1-0a1b2c", "-m", "1536M", "-kernel", f"/c/builds/{KEY}/bzImage",
+        "-drive", "file=/tmp/kstress-run-_9ulkmt2/swap-0.qcow2,format=qcow2,if=none,id=disk1",
+        "-qmp", "unix:/tmp/kstress-guest-un32_mi1/qmp.sock,server=on,wait=off"]
 
 
 def recorded_run(tmp_path: Path, commit: str | None = None) -> Path:
@@ -46,8 +49,7 @@ def recorded_run(tmp_path: Path, commit: str | None = None) -> Path:
     rec = RunRecord(run_id=run_dir.name, seed=42, config=cfg.as_dict())
     rec.kernel = KernelRecord(key=KEY, artifact_dir="/x", cache_hit=True, config_sha256_16="0" * 16,
                               meta={"key": KEY, "kernel_version": "6.12.117"})
-    rec.guest = GuestRecord(accel="tcg", cmdline="console=ttyS0", tcg_relaxations="",
-                            qemu_command="qemu-system-x86_64 -m 1536")
+    rec.guest = GuestRecord(accel="tcg", cmdline="console=ttyS0", tcg_relaxations="", qemu_argv=QEMU)
     for name, duration in (("thp_split", 30), ("migrate_fork", 30)):
         rec.workloads[name] = WorkloadRecord(kind="c", argv=[f"/usr/bin/{name}"], duration=duration, stresses=[],
                                              evidence=[])
@@ -68,10 +70,20 @@ def test_the_config_comes_back_as_it_ran(tmp_path, monkeypatch):
     # The order it ran in, and the duration the manifest gave thp_split then.
     assert [(w.name, w.duration) for w in cfg.workloads] == [("thp_split", 30), ("migrate_fork", 30)]
     assert cfg.known_issues[0].reason == "known"
-    assert repro.kernel_key == KEY and repro.qemu_command == "qemu-system-x86_64 -m 1536"
+    assert repro.kernel_key == KEY and repro.qemu_argv == QEMU
     assert cfg.results == tmp_path / "results"  # not the soak's directory
     assert load_repro(run_dir, results=str(tmp_path / "r"), accel="kvm").cfg.accel == "kvm"
     assert repro_command(run_dir) == f"kstress run --repro {run_dir}"
+
+
+def test_the_qemu_command_line_is_compared_but_for_what_each_boot_makes_anew(tmp_path):
+    repro = load_repro(recorded_run(tmp_path))
+    again = [a.replace("4242-1-0a1b2c", "77-3-ffffff").replace("_9ulkmt2", "abc").replace("un32_mi1", "x_y")
+             for a in QEMU]
+    assert repro.compare_qemu(again) == ""
+    other = [a.replace(KEY, "f" * 24) for a in again]
+    assert repro.compare_qemu(other) == (f"the QEMU command line differs from the run's: the run's had "
+                                         f"/c/builds/{KEY}/bzImage; this one has /c/builds/{'f' * 24}/bzImage")
 
 
 def test_config_from_dict_inverts_as_dict(tmp_path):

@@ -19,7 +19,6 @@ iterations that never finished.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import random
 import secrets
@@ -32,6 +31,7 @@ from typing import Callable
 from harness import log
 from harness.config import RunConfig, apply_overrides, load_config
 from harness.errors import UsageError
+from harness.modes.guests import GuestThreads
 from harness.modes.progress import ProgressLine
 from harness.modes.resumable import JOURNAL, Journal, drive, load_plan, save_plan
 from harness.modes.soak_plan import IterationSpec, SoakPlan, file_sha256
@@ -43,7 +43,6 @@ from harness.stress.manifest import load_workloads
 QEMU_OVERHEAD_MB = 256  # QEMU itself and its TCG translation cache, beside the guest's memory
 JOBS_RULE = (f"each guest takes guest.cpus host cores and guest.memory_mb plus its hot-added DIMMs plus "
              f"{QEMU_OVERHEAD_MB} MiB of the host's MemAvailable")
-INTERRUPT_WAIT = 60.0  # seconds the guests' threads get to write their records after Ctrl-C
 
 
 # ---------------------------------------------------------------- the host's room
@@ -84,13 +83,6 @@ def floors_by_accel(workloads: dict) -> dict[str, dict[str, dict[str, float]]]:
     return out
 
 
-def interrupt_thread(thread: threading.Thread) -> None:
-    """KeyboardInterrupt in ``thread`` at its next Python instruction: its Runner
-    then stops its guest and writes its record, as after Ctrl-C in `kstress run`."""
-    if thread.ident is not None and thread.is_alive():
-        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread.ident), ctypes.py_object(KeyboardInterrupt))
-
-
 # ---------------------------------------------------------------- the loop
 
 class Soak:
@@ -106,7 +98,7 @@ class Soak:
         self.lengths = [it.end - it.start for it in earlier.iterations]
         self.indices = (i for i in plan.indices() if i not in self.done)
         self.lock = threading.Lock()
-        self.stop = threading.Event()
+        self.guests = GuestThreads(jobs, self._worker)
         self.running: set[int] = set()
         self.broken: dict[str, str] = {}  # kernel -> its build failure: not tried again this session
         self.session_start = clock()
@@ -129,7 +121,7 @@ class Soak:
         self.progress.start()
         status = "interrupted"
         try:
-            self._workers()
+            self.guests.run()
             status = "finished"
         finally:
             self.progress.stop()
@@ -139,29 +131,8 @@ class Soak:
             raise self.failure
         return self.report.exit_code()
 
-    def _workers(self) -> None:
-        if self.jobs == 1:  # in the main thread: Ctrl-C reaches the Runner as in `kstress run`
-            self._worker()
-            return
-        threads = [threading.Thread(target=self._worker, name=f"soak-guest-{n + 1}", daemon=True)
-                   for n in range(self.jobs)]
-        for t in threads:
-            t.start()
-        try:
-            for t in threads:
-                while t.is_alive():
-                    t.join(0.5)
-        except KeyboardInterrupt:
-            self.stop.set()
-            for t in threads:
-                interrupt_thread(t)
-            deadline = time.monotonic() + INTERRUPT_WAIT
-            for t in threads:
-                t.join(max(0.0, deadline - time.monotonic()))
-            raise
-
     def _worker(self) -> None:
-        while not self.stop.is_set():
+        while not self.guests.stop.is_set():
             spec = self._next()
             if spec is None:
                 return
@@ -173,7 +144,7 @@ class Soak:
                 return
             except BaseException as exc:  # noqa: BLE001 - a bug: stop the soak and raise it in the main thread
                 self.failure = self.failure or exc
-                self.stop.set()
+                self.guests.stop.set()
                 if threading.current_thread() is threading.main_thread():
                     raise
                 return
@@ -204,7 +175,8 @@ class Soak:
         self.journal.append({"event": "start", "time": start, "index": spec.index, "seed": spec.seed,
                              "kernel": spec.kernel})
         runner = self.make_runner(cfg, self.cache_dir)
-        code, error = drive(runner)
+        with self.guests.drive(runner):
+            code, error = drive(runner)
         record = runner.record
         floors = self.floors.get(record.guest.accel if record.guest else "", {})
         it = digest(spec, self.plan.shard, record, str(runner.run_dir), code, error, start, self.clock(), floors)

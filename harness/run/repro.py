@@ -14,6 +14,7 @@ it cannot pin it says: the workloads and harness of another kstress commit.
 from __future__ import annotations
 
 import json
+import re
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,9 @@ from harness.paths import kstress_identity
 from harness.run.record import FORMAT_VERSION
 
 REPRO_PROPERTY = "repro_of"  # the new run's JUnit property: the run it repeats
+# What every boot makes anew in the QEMU command line: the machine's name, its temporary directories.
+_PER_BOOT = ((re.compile(r"kstress-\d+-\d+-[0-9a-f]+"), "<name>"),
+             (re.compile(r"[^,=:]*/kstress-(?:run|guest)-[^/,]+"), "<tmp>"))
 
 
 def repro_command(run_dir: str | Path) -> str:
@@ -37,17 +41,36 @@ class Repro:
     run_id: str
     cfg: RunConfig
     kernel_key: str | None
-    qemu_command: str = ""
+    qemu_argv: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # what differs from the run, said before it starts
 
     def announce(self) -> None:
         w = ", ".join(f"{c.name} {c.duration}s" for c in self.cfg.workloads)
         log.info(f"repro of run {self.run_id}: kernel {self.cfg.kernel_name} (key {self.kernel_key or '?'}), "
                  f"seed {self.cfg.seed}, accel {self.cfg.accel}, workloads {w}")
-        if self.qemu_command:
-            log.info(f"the run's QEMU command line: {self.qemu_command}")
+        if self.qemu_argv:
+            log.info(f"the run's QEMU command line: {shlex.join(self.qemu_argv)}")
         for note in self.notes:
             log.warn(note)
+
+    def compare_qemu(self, argv: list[str]) -> str:
+        """How the repro's QEMU command line differs from the run's ("" if only in what each boot makes anew)."""
+        then, now = qemu_shape(self.qemu_argv), qemu_shape(argv)
+        if not then or not now or then == now:
+            return ""
+        return (f"the QEMU command line differs from the run's: the run's had "
+                f"{' '.join(a for a in then if a not in now) or '-'}; this one has "
+                f"{' '.join(a for a in now if a not in then) or '-'}")
+
+
+def qemu_shape(argv: list[str]) -> list[str]:
+    """``argv`` without what each boot makes anew (its name, its temporary directories)."""
+    out = []
+    for arg in argv:
+        for pattern, placeholder in _PER_BOOT:
+            arg = pattern.sub(placeholder, arg)
+        out.append(arg)
+    return out
 
 
 def load_repro(run_dir: str | Path, results: str | None = None, accel: str | None = None) -> Repro:
@@ -64,8 +87,7 @@ def load_repro(run_dir: str | Path, results: str | None = None, accel: str | Non
             choice.duration = ran[choice.name]["duration"]
     guest = data.get("guest") or {}
     cfg = apply_overrides(cfg, results=results or Path.cwd() / "results", accel=accel or guest.get("accel"))
-    repro = Repro(run_dir, data["run_id"], cfg, (data.get("kernel") or {}).get("key"),
-                  guest.get("qemu_command") or "")
+    repro = Repro(run_dir, data["run_id"], cfg, (data.get("kernel") or {}).get("key"), guest.get("qemu_argv") or [])
     then, now = data.get("kstress") or {}, kstress_identity()
     if then.get("commit") and now["commit"] and then["commit"] != now["commit"]:
         repro.notes.append(f"the run was made by kstress {then['commit'][:12]}, this is {now['commit'][:12]}: "
