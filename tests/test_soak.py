@@ -397,7 +397,7 @@ def test_merge_joins_shards_and_deduplicates_across_them(tmp_path, capsys):
     validate(tmp_path / "merged" / "junit.xml")
     assert "3x WARNING in folio_x [mm/x.c]: FAILED" in (tmp_path / "merged" / "summary.txt").read_text()
     partial = mode.merge_soaks([str(shards[1].dir)], None)  # one shard alone: said, not hidden
-    assert "(shard 2/2; not merged: 1/2)" in summary(partial) and partial.dir.name.startswith("soak-merged-")
+    assert "(shard 2/2; without 1/2)" in summary(partial) and partial.dir.name.startswith("soak-merged-")
 
 
 def test_merge_refuses_what_is_not_shards_of_one_soak(tmp_path):

@@ -228,7 +228,7 @@ def summary(r: SoakReport) -> str:
     shards = ", ".join(f"{s.plan.shard}/{s.plan.shards}" for s in r.shards)
     missing = sorted(set(range(1, p.shards + 1)) - {s.plan.shard for s in r.shards})
     if missing:
-        shards += "; not merged: " + ", ".join(f"{i}/{p.shards}" for i in missing)
+        shards += "; without " + ", ".join(f"{i}/{p.shards}" for i in missing)
     lines = [f"kstress soak {r.soak_id}  config {p.config}  seeds from {p.seed}  kernels: {', '.join(p.kernels)}",
              f"  {_span(p.duration)} per shard (shard {shards}); ran "
              + ", ".join(f"{_span(s.elapsed)}" for s in r.shards) + f"; status {r.status}"]
@@ -248,8 +248,11 @@ def summary(r: SoakReport) -> str:
     lines.append(f"  {'kernel':<10} {'workload':<20} {'iters':>5} {'passed':>6} {'failed':>6} {'skipped':>7} "
                  f"{'<floor':>6}  evidence per minute (min/median/max)")
     for row in r.rows:
+        floored = [c for floors in r.floors.values() for c in floors.get(row.workload, {})]
+        shown = [c for c in dict.fromkeys(floored) if c in row.vmstat_per_minute] or \
+            list(row.vmstat_per_minute)[:2]  # the counters with floors, else the first two
         rates = "; ".join(f"{c} {v['min']:.0f}/{v['median']:.0f}/{v['max']:.0f}"
-                          for c, v in list(row.vmstat_per_minute.items())[:2])
+                          for c, v in ((c, row.vmstat_per_minute[c]) for c in shown))
         lines.append(f"  {row.kernel:<10} {row.workload:<20} {row.iterations:>5} {row.passed:>6} {row.failed:>6} "
                      f"{row.skipped:>7} {row.below_floor:>6}  {rates or '-'}")
     lines.append(f"findings, de-duplicated by title and file: {len(r.findings)}")
