@@ -16,7 +16,7 @@ from harness.guest.images import debian
 from harness.guest.images.debian import make_overlay
 from harness.guest.images.initramfs import build_initramfs
 from harness.guest.machine import DEFAULT_CMDLINE, GuestConfig, tcg_relaxations
-from harness.kernel import KernelBuild
+from harness.kernel import BuildRequest, KernelBuild
 from harness.procs import run_tool
 from harness.run.record import GuestRecord
 from harness.stress import adapters
@@ -65,7 +65,9 @@ def choose_workloads(cfg: RunConfig, dotconfig: str) -> list[Planned]:
         w = available[choice.name]
         missing = w.missing_options(dotconfig)
         why = f"the kernel lacks {', '.join(missing)}" if missing else None
-        chosen.append(Planned(w, choice.duration or w.default_duration, why))
+        # A workload that cannot be told how long to run takes its own time.
+        duration = choice.duration if w.takes_duration else None
+        chosen.append(Planned(w, duration or w.default_duration, why))
     return chosen
 
 
@@ -75,8 +77,15 @@ def swap_kind(cfg: RunConfig) -> str:
     return "disk" if cfg.image == "debian" else "zram"
 
 
+def kernel_request(cfg: RunConfig) -> BuildRequest:
+    """How the run's kernel is built (and where its source tree comes from)."""
+    return BuildRequest(source=cfg.source, ref=cfg.ref, patches=cfg.patches,
+                        base_config=cfg.base_config, fragments=[str(p) for p in cfg.fragments])
+
+
 def prepare_guest(cfg: RunConfig, kernel: KernelBuild, planned: list[Planned], cache_dir: Path | None) -> GuestPlan:
-    binaries = {p.workload.name: adapters.build(p.workload, cache_dir) for p in planned if not p.skipped}
+    context = adapters.BuildContext(cache_dir, kernel, kernel_request(cfg))
+    binaries = {p.workload.name: adapters.build(p.workload, context) for p in planned if not p.skipped}
     swap = swap_kind(cfg)
     if swap == "disk" and cfg.image != "debian":
         raise UsageError(f"{cfg.path}: guest.swap: disk needs guest.image debian (the initramfs has "

@@ -116,7 +116,8 @@ class WorkloadRecord:
     timed_out: bool = False
     seconds: float | None = None
     vmstat_delta: dict[str, int] = field(default_factory=dict)
-    skipped: str | None = None  # why it did not run
+    skipped: str | None = None  # why it did not run, or why it tested nothing
+    subtests: dict[str, Any] | None = None  # kind selftest: planned, passed, failed, skipped (TAP)
 
 
 @dataclass

@@ -23,14 +23,16 @@ from harness.console import analyze_file
 from harness.errors import KstressError
 from harness.guest.channels import ChannelError
 from harness.guest.machine import GuestError, GuestSilent
-from harness.kernel import BuildRequest, KernelBuild, build_kernel
+from harness.kernel import KernelBuild, build_kernel
 from harness.run import verdict
-from harness.run.prepare import Planned, choose_workloads, prepare_guest
+from harness.run.prepare import Planned, choose_workloads, kernel_request, prepare_guest
 from harness.run.record import CaseResult, GuestEvent, KernelRecord, RunRecord, WorkloadRecord, atomic_write_text
 from harness.run.results import file_size, new_run_dir, write_results
 from harness.run.session import GuestSession
 from harness.run.triage import Triage
 from harness.run.trouble import GuestTrouble
+from harness.stress import adapters
+from harness.stress.manifest import Workload
 from harness.stress.vmstat import deltas, missing_evidence, parse_vmstat
 
 BOOT_CASE = "boot"
@@ -127,10 +129,8 @@ class Runner:
     def build(self) -> KernelBuild:
         case = self._begin(BUILD_CASE)
         self.ran.add(BUILD_CASE)
-        req = BuildRequest(source=self.cfg.source, ref=self.cfg.ref, patches=self.cfg.patches,
-                           base_config=self.cfg.base_config, fragments=[str(p) for p in self.cfg.fragments])
         try:
-            kernel = build_kernel(req, self.cache_dir)
+            kernel = build_kernel(kernel_request(self.cfg), self.cache_dir)
         finally:
             case.elapsed = time.monotonic() - self.current_t0
         self.vmlinux = kernel.vmlinux
@@ -172,7 +172,7 @@ class Runner:
         if self.current is not case:
             self._begin(w.name)
         entry = self.record.workloads[w.name] = WorkloadRecord(
-            kind=w.kind, argv=w.argv(p.duration, self.seed), duration=p.duration,
+            kind=w.kind, argv=adapters.argv(w, p.duration, self.seed), duration=p.duration,
             stresses=w.stresses, evidence=w.evidence, skipped=p.skipped)
         if p.skipped:
             case.skip(f"skipped: {p.skipped}", "missing-kernel-options")
@@ -194,14 +194,14 @@ class Runner:
             entry.seconds = round(result.duration, 2)
             case.stdout = result.output[-20000:]
             if result.timed_out:
-                self._hang(session, case, w.name, Path(entry.argv[0]).name, channel_works=True,
+                self._hang(session, case, w.name, adapters.comm(w), channel_works=True,
                            why=f"did not finish within {timeout:.0f}s")
                 restart = f"{w.name} hung"
             else:
-                self._judge_workload(case, entry, result.output,
+                self._judge_workload(w, case, entry, result.output,
                                      parse_vmstat(channel.read_file("/proc/vmstat")), before)
         except GuestSilent as exc:
-            self._hang(session, case, w.name, Path(entry.argv[0]).name, channel_works=False, why=str(exc))
+            self._hang(session, case, w.name, adapters.comm(w), channel_works=False, why=str(exc))
             restart = f"{w.name}: guest silent"
         except (GuestError, ChannelError) as exc:
             # A channel that fails because QEMU is gone is the guest's death.
@@ -222,15 +222,24 @@ class Runner:
         case.fail(report.title, text, "hang")
         self.triage.add_hang(case, report.title, report.function, report.start, text)
 
-    def _judge_workload(self, case: CaseResult, entry: WorkloadRecord, output: str,
+    def _judge_workload(self, w: Workload, case: CaseResult, entry: WorkloadRecord, output: str,
                         after: dict[str, int], before: dict[str, int]) -> None:
         delta = entry.vmstat_delta = deltas(before, after)
         name = case.name
         for counter in sorted(delta):
             if counter.startswith(EVIDENCE_PROPERTIES):
                 self.record.set_property(f"vmstat.{name}.{counter}", delta[counter])
-        if entry.exit_status != 0:
-            case.fail(f"{name} exited with status {entry.exit_status}", output[-4000:], "workload")
+        outcome = adapters.judge(w, entry.exit_status, output)
+        entry.subtests = outcome.subtests
+        for what, n in outcome.counts.items():
+            self.record.set_property(f"subtests.{name}.{what}", n)
+        if outcome.skipped:  # it ran, and could test nothing here
+            entry.skipped = outcome.skipped
+            case.skip(f"skipped: {outcome.skipped}", "skipped-in-guest")
+            log.warn(f"workload {name} skipped: {outcome.skipped}")
+            return
+        if outcome.failure:
+            case.fail(*outcome.failure)
         missing = missing_evidence(delta, entry.evidence)
         if missing:
             case.fail(f"no evidence of stress: {', '.join(missing)} did not move",

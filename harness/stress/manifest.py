@@ -21,11 +21,12 @@ from harness.yamlcheck import Key, YamlChecker, compose_file
 
 MANIFEST = "manifest.yaml"
 GUEST_BIN_DIR = "/usr/bin"
-KINDS = ("c",)  # one adapter each in harness.stress.adapters
+KINDS = ("c", "selftest")  # one adapter each in harness.stress.adapters
 # What a workload may claim to stress; a closed list catches typos.
 STRESSES = ("migration", "compaction", "fork", "thp", "split", "ksm", "swap",
             "reclaim", "mprotect", "mremap", "numa")
 PLACEHOLDERS = {"duration": 1, "seed": 1}
+PROGRAM = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\Z")
 
 _LIST = (list,)
 MANIFEST_KEYS: dict[str, Key] = {
@@ -35,10 +36,19 @@ MANIFEST_KEYS: dict[str, Key] = {
     "stresses": Key(_LIST, None, f"what it stresses: some of {', '.join(STRESSES)}"),
     "kernel_options": Key(_LIST, None, "CONFIG_ symbols the kernel needs"),
     "default_duration": Key((int,), None, "seconds", minimum=1),
-    "sources": Key(_LIST, None, "C files, relative to the manifest"),
-    "headers": Key(_LIST, [], "headers the sources include, relative to the manifest (e.g. ../lib/kstress.h)"),
     "argv": Key(_LIST, None, "arguments; {duration} and {seed} are filled in"),
     "evidence": Key(_LIST, None, "/proc/vmstat counters that must move"),
+}
+# The keys only one kind has, besides MANIFEST_KEYS.
+KIND_KEYS: dict[str, dict[str, Key]] = {
+    "c": {
+        "sources": Key(_LIST, None, "C files, relative to the manifest"),
+        "headers": Key(_LIST, [], "headers the sources include, relative to the manifest (e.g. ../lib/kstress.h)"),
+    },
+    "selftest": {
+        "program": Key((str,), None, "a program of the kernel's tools/testing/selftests/mm, e.g. migration"),
+        "cflags": Key(_LIST, [], "compiler flags added to the selftests Makefile's (EXTRA_CFLAGS)"),
+    },
 }
 _ITEM_RULES = {
     "stresses": (re.compile("(?:" + "|".join(STRESSES) + r")\Z"), f"one of {', '.join(STRESSES)}"),
@@ -46,6 +56,7 @@ _ITEM_RULES = {
     "sources": (re.compile(r"[^/].*\.c\Z"), "a relative path to a .c file"),
     "headers": (re.compile(r"[^/].*\.h\Z"), "a relative path to a .h file"),
     "argv": (re.compile(r".*", re.S), "a string"),
+    "cflags": (re.compile(r"\S+\Z"), "one compiler flag or argument, without spaces"),
     "evidence": (re.compile(r"[a-z][a-z0-9_]*\Z"), "a /proc/vmstat counter name such as pgmigrate_success"),
 }
 
@@ -65,10 +76,17 @@ class Workload:
     # Files the sources #include from outside their own directory: part of
     # the build's cache key, and their directories are -I paths.
     headers: list[Path] = field(default_factory=list)
+    program: str | None = None  # kind selftest: the selftest it runs
+    cflags: list[str] = field(default_factory=list)  # kind selftest
 
     @property
     def guest_path(self) -> str:
         return f"{GUEST_BIN_DIR}/{self.name}"
+
+    @property
+    def takes_duration(self) -> bool:
+        """Whether its argv says how long to run; if not, it runs as long as it takes."""
+        return any("{duration}" in a for a in self.argv_template)
 
     def argv(self, duration: int, seed: int) -> list[str]:
         """The command line in the guest (str.format on each template item)."""
@@ -100,9 +118,13 @@ def load_manifest(path: Path) -> Workload:
     if root is None:
         chk.fail(None, "", f"empty manifest (expected keys: {', '.join(MANIFEST_KEYS)})")
     fields = chk.mapping(root, "")
-    chk.unknown(fields, MANIFEST_KEYS, "")
+    kind_key = MANIFEST_KEYS["kind"]
+    kind = chk.value(fields["kind"], "kind", kind_key) if "kind" in fields else kind_key.default
+    keys = {**MANIFEST_KEYS, **KIND_KEYS[kind]}
+    _kind_keys_only(chk, fields, kind)
+    chk.unknown(fields, keys, "")
     values = {}
-    for name, key in MANIFEST_KEYS.items():
+    for name, key in keys.items():
         if name not in fields:
             if key.default is not None:
                 values[name] = key.default
@@ -117,9 +139,13 @@ def load_manifest(path: Path) -> Workload:
     directory = path.resolve().parent
     if values["name"] != directory.name:
         chk.fail(fields["name"], "name", f"expected the directory's name {directory.name!r}, got {values['name']!r}")
-    if not values["sources"]:
-        chk.fail(fields["sources"], "sources", "expected at least one source file")
-    sources, headers = (_files(chk, fields, values, name, directory) for name in ("sources", "headers"))
+    sources = headers = []
+    if kind == "c":
+        if not values["sources"]:
+            chk.fail(fields["sources"], "sources", "expected at least one source file")
+        sources, headers = (_files(chk, fields, values, name, directory) for name in ("sources", "headers"))
+    elif not PROGRAM.match(values["program"]):
+        chk.fail(fields["program"], "program", f"expected a program name such as migration, got {values['program']!r}")
     for i, item in enumerate(values["argv"]):
         try:
             item.format(**PLACEHOLDERS)
@@ -130,7 +156,16 @@ def load_manifest(path: Path) -> Workload:
                     stresses=values["stresses"], kernel_options=values["kernel_options"],
                     default_duration=values["default_duration"], sources=sources,
                     argv_template=values["argv"], evidence=values["evidence"],
-                    directory=directory, headers=headers)
+                    directory=directory, headers=headers, program=values.get("program"),
+                    cflags=values.get("cflags", []))
+
+
+def _kind_keys_only(chk: YamlChecker, fields: dict, kind: str) -> None:
+    """A key of another kind is named as such, not as an unknown key."""
+    for other, keys in KIND_KEYS.items():
+        for name in keys:
+            if other != kind and name in fields and name not in KIND_KEYS[kind]:
+                chk.fail(fields[name], name, f"a key of kind {other}, not of kind {kind}")
 
 
 def _files(chk: YamlChecker, fields: dict, values: dict, name: str, directory: Path) -> list[Path]:

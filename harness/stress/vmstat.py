@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 # Counter families that show migration, compaction, THP, swap and reclaim activity.
-EVIDENCE_PREFIXES = ("pgmigrate_", "compact_", "thp_", "numa_", "pgfault", "ksm_", "pswp", "swap_ra",
+EVIDENCE_PREFIXES = ("pgmigrate_", "compact_", "thp_", "numa_", "pgfault", "ksm_", "cow_ksm", "pswp", "swap_ra",
                      "pgsteal_", "pgscan_", "pgdemote_", "workingset_")
 
 
