@@ -94,13 +94,17 @@ BAD_MANIFESTS = {
 }
 
 
-@pytest.mark.parametrize("old,new,words", BAD_MANIFESTS.values(), ids=BAD_MANIFESTS.keys())
-def test_bad_manifest(tmp_path, old, new, words):
-    good = GOOD.format(name="demo")
+def assert_edit_refused(tmp_path: Path, good: str, old: str, new: str, words: list[str]) -> None:
+    """``good`` with ``old`` replaced by ``new`` fails to load, with ``words`` in the error."""
     assert old in good
     msg = load_error(tmp_path, good.replace(old, new))
     for word in words:
         assert word in msg, (word, msg)
+
+
+@pytest.mark.parametrize("old,new,words", BAD_MANIFESTS.values(), ids=BAD_MANIFESTS.keys())
+def test_bad_manifest(tmp_path, old, new, words):
+    assert_edit_refused(tmp_path, GOOD.format(name="demo"), old, new, words)
 
 
 def test_missing_main_source(tmp_path):
