@@ -20,9 +20,11 @@ from test_workloads import GOOD, assert_edit_refused, load_error, make_workload
 from workload_host import assert_static
 
 import harness.stress.manifest as wl
+from harness.config import RunConfig, WorkloadChoice
 from harness.errors import CouldNotTest
 from harness.kernel import BuildRequest, KernelBuild, build
 from harness.kernel.build import DEFAULT_SOURCE, kernel_root
+from harness.run.prepare import choose_workloads
 from harness.stress import adapters
 from harness.stress.adapters import selftest
 
@@ -68,6 +70,8 @@ BAD_SELFTEST_MANIFESTS = {
     "a path as program": ("program: transhuge-stress", "program: ../../x", ["program", "a program name"]),
     "sources in a selftest": ("program: transhuge-stress\n", "program: transhuge-stress\nsources: [main.c]\n",
                               ["sources", "a key of kind c, not of kind selftest", ":8:"]),
+    "no vCPU": ("program: transhuge-stress\n", "program: transhuge-stress\nmin_cpus: 0\n",
+                ["min_cpus", "at least 1"]),
     "a flag with a space": ("program: transhuge-stress\n", 'program: transhuge-stress\ncflags: ["-include x.h"]\n',
                             ["cflags[0]", "without spaces"]),
 }
@@ -92,14 +96,22 @@ def test_repo_selftest_workloads():
 
 
 def test_a_selftest_without_a_duration_takes_its_own_time(tmp_path):
-    from harness.config import RunConfig, WorkloadChoice
-    from harness.run.prepare import choose_workloads
-
     cfg = RunConfig(path=tmp_path / "run.yaml", workloads=[WorkloadChoice("selftest_migration", 5),
                                                             WorkloadChoice("selftest_transhuge_stress", 5)])
     migration, stress = choose_workloads(cfg, "")
     assert migration.duration == migration.workload.default_duration  # four 20 s tests, whatever is asked
     assert stress.duration == 5  # -d {duration}
+
+
+def test_migration_is_skipped_at_planning_below_its_min_cpus(tmp_path):
+    dotconfig = "CONFIG_MIGRATION=y\nCONFIG_NUMA=y\nCONFIG_TRANSPARENT_HUGEPAGE=y\n"
+    chosen = {cpus: choose_workloads(RunConfig(path=tmp_path / "run.yaml", cpus=cpus, workloads=[
+        WorkloadChoice("selftest_migration"), WorkloadChoice("selftest_ksm")]), dotconfig + "CONFIG_KSM=y\n")
+        for cpus in (2, 4)}
+    migration, ksm = chosen[2]
+    assert (migration.skip_type, migration.skipped) == ("guest-lacks", "needs 3 vCPUs: guest.cpus is 2")
+    assert ksm.skipped is None
+    assert [p.skipped for p in chosen[4]] == [None, None]
 
 
 def test_the_guest_runs_a_selftest_in_its_own_directory_under_its_own_name():

@@ -73,14 +73,15 @@ def choose_workloads(cfg: RunConfig, dotconfig: str) -> list[Planned]:
         # A workload that cannot be told how long to run takes its own time.
         duration = choice.duration if w.takes_duration else None
         planned = Planned(w, duration or w.default_duration, companions=companions(w, available))
-        planned.skip_type, planned.skipped = why_skipped([w, *planned.companions], dotconfig, cfg.image)
+        planned.skip_type, planned.skipped = why_skipped([w, *planned.companions], dotconfig, cfg.image,
+                                                         cfg.cpus)
         chosen.append(planned)
     return chosen
 
 
-def why_skipped(group: list[Workload], dotconfig: str, image: str) -> tuple[str, str | None]:
-    """(skip type, reason) when the kernel or the guest image lacks what a workload and what it
-    runs need; ("", None) when it can run."""
+def why_skipped(group: list[Workload], dotconfig: str, image: str, cpus: int | None = None) -> tuple[str, str | None]:
+    """(skip type, reason) when the kernel or the guest (image, vCPUs) lacks what a workload and
+    what it runs need; ("", None) when it can run."""
     missing = list(dict.fromkeys(opt for w in group for opt in w.missing_options(dotconfig)))
     if missing:
         return "missing-kernel-options", f"the kernel lacks {', '.join(missing)}"
@@ -90,6 +91,9 @@ def why_skipped(group: list[Workload], dotconfig: str, image: str) -> tuple[str,
         images = [name for name, programs in PROGRAMS.items() if set(needs) <= programs]
         use = f"; use guest.image {' or '.join(images)}" if images else ""
         return "guest-lacks", f"needs {', '.join(lacking)}: guest.image {image} has none{use}"
+    min_cpus = max(w.min_cpus for w in group)
+    if cpus is not None and cpus < min_cpus:
+        return "guest-lacks", f"needs {min_cpus} vCPUs: guest.cpus is {cpus}"
     return "", None
 
 

@@ -43,6 +43,8 @@ MANIFEST_KEYS: dict[str, Key] = {
     "evidence": Key(_LIST, None, "/proc/vmstat counters that must move"),
     "runs": Key(_LIST, [], "other workloads it starts in the guest: their files, kernel options and "
                            "guest needs are its own too"),
+    "min_cpus": Key((int,), 1, "vCPUs it needs (guest.cpus); with fewer it is skipped, with the reason",
+                    minimum=1),
 }
 _ITEM_RULES = {
     "stresses": (re.compile("(?:" + "|".join(STRESSES) + r")\Z"), f"one of {', '.join(STRESSES)}"),
@@ -141,6 +143,7 @@ class Workload:
     # the build's cache key, and their directories are -I paths.
     headers: list[Path] = field(default_factory=list)
     runs: list[str] = field(default_factory=list)  # workloads it starts in the guest
+    min_cpus: int = 1  # vCPUs it needs
     # The values of its kind's own keys that are not files (kind selftest: program, cflags).
     settings: dict[str, Any] = field(default_factory=dict)
 
@@ -250,7 +253,7 @@ def load_manifest(path: Path, known: set[str] | None = None) -> Workload:
                     stresses=values["stresses"], kernel_options=values["kernel_options"],
                     default_duration=values["default_duration"], argv_template=values["argv"],
                     evidence=values["evidence"], directory=directory, sources=files.get("sources", []),
-                    headers=files.get("headers", []), runs=values["runs"],
+                    headers=files.get("headers", []), runs=values["runs"], min_cpus=values["min_cpus"],
                     settings={name: values[name] for name in kind.keys if name not in kind.files})
 
 
