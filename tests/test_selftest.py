@@ -20,7 +20,7 @@ from test_workloads import GOOD, assert_edit_refused, load_error, make_workload
 from workload_host import assert_static
 
 import harness.stress.manifest as wl
-from harness.config import RunConfig, WorkloadChoice
+from harness.config import RunConfig, WorkloadChoice, load_config
 from harness.errors import CouldNotTest
 from harness.kernel import BuildRequest, KernelBuild, build
 from harness.kernel.build import DEFAULT_SOURCE, kernel_root
@@ -112,6 +112,16 @@ def test_migration_is_skipped_at_planning_below_its_min_cpus(tmp_path):
     assert (migration.skip_type, migration.skipped) == ("guest-lacks", "needs 3 vCPUs: guest.cpus is 2")
     assert ksm.skipped is None
     assert [p.skipped for p in chosen[4]] == [None, None]
+
+
+def test_nightly_runs_every_selftest():
+    cfg = load_config("nightly")
+    selftests = {n for n, w in wl.load_workloads().items() if w.kind == "selftest"}
+    assert selftests <= {c.name for c in cfg.workloads}
+    options = {o for w in wl.load_workloads().values() for o in w.kernel_options}
+    for p in choose_workloads(cfg, "".join(f"{o}=y\n" for o in options)):
+        if p.workload.kind == "selftest":  # nothing but too few vCPUs keeps one from running
+            assert p.skipped is None or p.workload.min_cpus > cfg.cpus, (p.workload.name, p.skipped)
 
 
 def test_the_guest_runs_a_selftest_in_its_own_directory_under_its_own_name():
