@@ -59,7 +59,7 @@ _ITEM_RULES = {
 _C_SOURCE = (re.compile(r"[^/].*\.c\Z"), "a relative path to a .c file")
 _C_HEADER = (re.compile(r"[^/].*\.h\Z"), "a relative path to a .h file")
 _PY_SOURCE = (re.compile(r"[^/].*\.py\Z"), "a relative path to a .py file")
-_PROGRAM = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\Z")
+_PROGRAM = (re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\Z"), "a program name such as migration")
 _CFLAG = (re.compile(r"\S+\Z"), "one compiler flag or argument, without spaces")
 
 
@@ -72,7 +72,8 @@ class Kind:
 
     help: str
     keys: dict[str, Key] = field(default_factory=dict)
-    items: dict[str, tuple[re.Pattern, str]] = field(default_factory=dict)  # its list keys' item rules
+    # Its keys' rules: each item of a list key, or the value of a string key.
+    items: dict[str, tuple[re.Pattern, str]] = field(default_factory=dict)
     files: tuple[str, ...] = ()  # its keys that list files relative to the manifest
     nonempty: tuple[str, ...] = ()  # list keys that need at least one item
     entry: str | None = None  # the file among the sources that is the workload's program
@@ -120,7 +121,7 @@ KINDS: dict[str, Kind] = {
         "under test, judged by its TAP output",
         keys={"program": Key((str,), None, "a program of the kernel's tools/testing/selftests/mm, e.g. migration"),
               "cflags": Key(_LIST, [], "compiler flags added to the selftests Makefile's (EXTRA_CFLAGS)")},
-        items={"cflags": _CFLAG},
+        items={"program": _PROGRAM, "cflags": _CFLAG},
         command=("/bin/sh", "-c", SELFTEST_IN_OWN_DIR, "{bin}/{name}", "{program}"),
         comm="{program}", verdict="kselftest"),
 }
@@ -234,6 +235,8 @@ def load_manifest(path: Path, known: set[str] | None = None) -> Workload:
             for i, (item, v) in enumerate(chk.strings(fields[name], name)):
                 if not pattern.match(v):
                     chk.fail(item, f"{name}[{i}]", f"expected {what}, got {v!r}")
+        elif name in kind.items and not kind.items[name][0].match(values[name]):
+            chk.fail(fields[name], name, f"expected {kind.items[name][1]}, got {values[name]!r}")
     directory = path.resolve().parent
     if values["name"] != directory.name:
         chk.fail(fields["name"], "name", f"expected the directory's name {directory.name!r}, got {values['name']!r}")
@@ -241,8 +244,6 @@ def load_manifest(path: Path, known: set[str] | None = None) -> Workload:
         if not values[name]:
             chk.fail(fields[name], name, f"expected at least one item (kind {kind_name}: {kind.help})")
     files = {name: _files(chk, fields, values, name, directory) for name in kind.files}
-    if "program" in kind.keys and not _PROGRAM.match(values["program"]):
-        chk.fail(fields["program"], "program", f"expected a program name such as migration, got {values['program']!r}")
     if kind.entry:
         entry = kind.entry.format(name=values["name"])
         if entry not in values["sources"]:
