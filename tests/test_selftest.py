@@ -220,6 +220,13 @@ def test_ksft_skip_without_tap_gives_the_last_words():
     assert verdict.skipped == "migration: no NUMA"
 
 
+def test_a_selftest_without_tap_has_no_subtests_to_count():
+    outcome = adapters.judge(workload("selftest_khugepaged"), 0, recorded("khugepaged.out"))
+    assert (outcome.failure, outcome.skipped, outcome.subtests, outcome.counts) == (None, None, None, {})
+    assert adapters.judge(workload("selftest_migration"), 0, recorded("migration.out")).counts == {
+        "passed": 4, "failed": 0, "skipped": 0}
+
+
 def test_a_red_check_of_khugepaged_fails_whatever_its_exit_status():
     # khugepaged exits with its number of failed checks: 4 of them read as KSFT_SKIP.
     out = recorded("khugepaged.out").replace("\x1b[32mOK", "\x1b[31mFail", 1)

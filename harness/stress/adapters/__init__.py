@@ -43,7 +43,10 @@ def judge_exit_status(w: Workload, exit_status: int, output: str) -> Outcome:
 
 def judge_kselftest(w: Workload, exit_status: int, output: str) -> Outcome:
     verdict = selftest.judge(w, exit_status, output)
-    return Outcome(verdict.failure, verdict.skipped, verdict.summary.as_dict(), verdict.summary.counts())
+    tap = verdict.summary
+    if not tap.results and tap.planned is None:  # no TAP (khugepaged): no subtests to count
+        return Outcome(verdict.failure, verdict.skipped)
+    return Outcome(verdict.failure, verdict.skipped, tap.as_dict(), tap.counts())
 
 
 BUILDERS: dict[str, Callable[[Workload, BuildContext], dict[str, Path]]] = {
