@@ -57,6 +57,7 @@ KINDS = (
     Kind("debian-rootfs", "debian/rootfs-*"),
     Kind("initramfs", "initramfs/*.cpio.gz"),
     Kind("workload", "workloads/*"),
+    Kind("selftest", "selftests/*"),  # mm selftest trees and binaries (stress/adapters/selftest.py)
     Kind("ccache", "ccache", evictable=False),
 )
 _NOT_ENTRIES = (".lock", USE_SUFFIX, ".json")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +44,16 @@ def _static_busybox() -> Check:
     return Check("busybox (static)", not dynamic,
                  "statically linked" if not dynamic else "dynamically linked: the guest has no libc",
                  "busybox-static")
+
+
+def _static_lib(name: str, package: str) -> Check:
+    """A static library the selftest kind links its programs with (only that kind needs it)."""
+    found = ""
+    if shutil.which("gcc"):
+        res = subprocess.run(["gcc", f"-print-file-name={name}"], capture_output=True, text=True, check=False)
+        found = res.stdout.strip() if Path(res.stdout.strip()).is_absolute() else ""
+    return Check(name, bool(found), found or "not found (workloads of kind selftest need it)", package,
+                 required=False)
 
 
 def _free_disk(cache: Path) -> Check:
@@ -88,6 +99,8 @@ def checks(cache: Path) -> list[Check]:
         _file("libelf headers", "/usr/include/gelf.h", "libelf-dev"),
         _file("OpenSSL headers", "/usr/include/openssl/ssl.h", "libssl-dev"),
         _static_busybox(),
+        _static_lib("libnuma.a", "libnuma-dev"),
+        _static_lib("liburing.a", "liburing-dev"),
         _file("default kernel source", str(DEFAULT_SOURCE), "linux-source-6.12"),
         _free_disk(cache),
     ]

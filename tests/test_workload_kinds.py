@@ -1,4 +1,4 @@
-"""Workload kinds (c, python, stress-ng): what each kind's manifest holds, the
+"""Workload kinds (c, python, stress-ng; selftest in test_selftest.py): what each kind's manifest holds, the
 guest files each adapter makes, the workloads a manifest runs (runs:), and a
 workload skipped with the reason when the guest image lacks what its kind
 needs (python3, stress-ng on the busybox initramfs)."""
@@ -153,11 +153,17 @@ def test_runs_bring_their_files_and_one_name_means_one_file(tmp_path):
         adapters.build_all([ws["other"], ws["helper"]])
 
 
+def test_every_kind_has_an_adapter_and_a_judge():
+    assert set(adapters.BUILDERS) == set(wl.KINDS)
+    assert {kind.verdict for kind in wl.KINDS.values()} <= set(adapters.JUDGES)
+
+
 def test_repo_workloads_of_each_kind():
     ws = wl.load_workloads()
-    assert {w.kind for w in ws.values()} >= {"c", "python", "stress-ng"}
+    assert {w.kind for w in ws.values()} == set(wl.KINDS)
+    built = ("c", "selftest")  # compiled (the selftests from the kernel's tree): tested in their own files
     for w in ws.values():
-        files = adapters.build(w) if w.kind != "c" else {w.name: None}
+        files = adapters.build(w) if w.kind not in built else {w.name: None}
         assert Path(w.guest_path).name in files, w.name
     mixer = ws["mixer"]
     children = mixer.argv_template[mixer.argv_template.index("--children") + 1].split(",")

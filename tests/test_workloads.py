@@ -109,9 +109,8 @@ BAD_MANIFESTS = {
 }
 
 
-@pytest.mark.parametrize("old,new,words", BAD_MANIFESTS.values(), ids=BAD_MANIFESTS.keys())
-def test_bad_manifest(tmp_path, old, new, words):
-    good = GOOD.format(name="demo")
+def assert_edit_refused(tmp_path: Path, good: str, old: str, new: str, words: list[str]) -> None:
+    """``good`` with ``old`` replaced by ``new`` fails to load, with ``words`` in the error."""
     assert old in good
     msg = load_error(tmp_path, good.replace(old, new))
     for word in words:
@@ -124,6 +123,9 @@ def test_evidence_floors_are_per_accelerator_and_per_minute(tmp_path):
     w = wl.load_workloads(tmp_path)["demo"]
     assert w.evidence_floors == {"tcg": {"pgmigrate_success": 1000, "compact_isolated": 12.5}}
     assert wl.load_workloads()["vma_churn"].evidence_floors == {}  # none without measured figures
+@pytest.mark.parametrize("old,new,words", BAD_MANIFESTS.values(), ids=BAD_MANIFESTS.keys())
+def test_bad_manifest(tmp_path, old, new, words):
+    assert_edit_refused(tmp_path, GOOD.format(name="demo"), old, new, words)
 
 
 def test_missing_main_source(tmp_path):

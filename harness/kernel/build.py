@@ -16,6 +16,7 @@ descriptor, so an orphaned make (our process SIGKILLed) still holds it.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import hashlib
 import json
@@ -27,6 +28,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 from harness import cache, log
 from harness.cache_entries import touch
@@ -44,7 +46,7 @@ MAX_ERROR_LINES = 20
 _CC_LINE = re.compile(r"^\s+CC\s+(\[M\]\s+)?\S+\.o\s*$")
 _TARGET = re.compile(r"^[A-Za-z0-9_.-]*config$")
 
-__all__ = ["BuildRequest", "KernelBuild", "build_kernel", "DEFAULT_SOURCE", "compute_key"]
+__all__ = ["BuildRequest", "KernelBuild", "build_kernel", "DEFAULT_SOURCE", "compute_key", "patched_tree"]
 
 
 def _default_fragment_paths() -> list[str]:
@@ -271,6 +273,49 @@ def _configure(p: Plan, work: Path, root: Path, logf, log_path: Path, lock_fd: i
     return bdir
 
 
+def _prepare_work(p: Plan, root: Path, work: Path, timings: dict) -> dict:
+    """The working copy as the plan wants it: unpacked from the pristine tree
+    and carrying exactly p.series (the caller holds its lock)."""
+    t = time.monotonic()
+    pristine = source.ensure_pristine(p.src, root / "src")
+    for used in (pristine, work):
+        if used.parent.parent == root:  # ours, never the user's own source directory
+            touch(used)  # the LRU order of `kstress cache prune`
+    state_touched = patches.touched_now(work)
+    if source.ensure_work(p.src, pristine, work, state_touched):
+        patches.reset_state(work)
+    timings["source_s"] = round(time.monotonic() - t, 1)
+    t = time.monotonic()
+    if p.series or state_touched:
+        log.info(f"applying {len(p.series)} patch(es)")
+    applied = patches.apply_series(p.series, pristine, work)
+    timings["patch_s"] = round(time.monotonic() - t, 1)
+    return applied
+
+
+@contextlib.contextmanager
+def patched_tree(req: BuildRequest, kernel: KernelBuild, cache_dir: Path | None = None) -> Iterator[Path]:
+    """The source tree ``kernel`` was built from (its source plus its patch
+    series), locked for the block: what is built from the kernel's own tree
+    besides the kernel (selftests, headers) sees the same code.
+
+    The working copy is shared by every build of that source, so it is
+    brought back to ``req``'s series here; a request whose source or series
+    differs from what ``kernel`` was built from is refused.
+    """
+    root = kernel_root(cache_dir)
+    p = plan(req, root)
+    built = kernel.meta.get("key_inputs", {})
+    for part in ("source", "patches"):
+        if p.key_inputs[part] != built.get(part):
+            raise CouldNotTest(f"the kernel {kernel.key} was built from another {part} than the run names now "
+                               f"({built.get(part)} != {p.key_inputs[part]}): rebuild it")
+    work = root / "work" / p.src.work_id
+    with cache.locked(work):
+        _prepare_work(p, root, work, {})
+        yield work
+
+
 def build_kernel(req: BuildRequest, cache_dir: Path | None = None) -> KernelBuild:
     t_start = time.monotonic()
     root = kernel_root(cache_dir)
@@ -286,21 +331,7 @@ def build_kernel(req: BuildRequest, cache_dir: Path | None = None) -> KernelBuil
         if (entry / "meta.json").is_file():  # built by another kstress while we waited
             return _kernel_build(entry, True)
         timings = {}
-        t = time.monotonic()
-        pristine = source.ensure_pristine(p.src, root / "src")
-        for used in (pristine, work):
-            if used.parent.parent == root:  # ours, never the user's own source directory
-                touch(used)  # the LRU order of `kstress cache prune`
-        state_touched = patches.touched_now(work)
-        if source.ensure_work(p.src, pristine, work, state_touched):
-            patches.reset_state(work)
-        timings["source_s"] = round(time.monotonic() - t, 1)
-
-        t = time.monotonic()
-        if p.series or state_touched:
-            log.info(f"applying {len(p.series)} patch(es)")
-        applied = patches.apply_series(p.series, pristine, work)
-        timings["patch_s"] = round(time.monotonic() - t, 1)
+        applied = _prepare_work(p, root, work, timings)
 
         cache.clean_stale_tmp(builds)
         tmp = cache.make_tmp_dir(builds, p.key + "-")

@@ -1,13 +1,17 @@
 """What the runner records of a stage's outcome: the kernel it built, and a
-workload's verdict from its exit status and its vmstat evidence."""
+workload's verdict by its kind (exit status, or a selftest's TAP) and from
+its vmstat evidence."""
 
 from __future__ import annotations
 
 import hashlib
 from pathlib import Path
 
+from harness import log
 from harness.kernel import KernelBuild
 from harness.run.record import CaseResult, KernelRecord, RunRecord, WorkloadRecord
+from harness.stress import adapters
+from harness.stress.manifest import Workload
 from harness.stress.vmstat import deltas, missing_evidence
 
 EVIDENCE_PROPERTIES = ("pgmigrate_", "compact_", "thp_", "pswp")  # vmstat deltas shown as JUnit properties
@@ -23,17 +27,27 @@ def record_kernel(record: RunRecord, kernel: KernelBuild) -> None:
         record.set_property(name, value)
 
 
-def judge_workload(record: RunRecord, case: CaseResult, entry: WorkloadRecord, output: str,
+def judge_workload(record: RunRecord, case: CaseResult, w: Workload, entry: WorkloadRecord, output: str,
                    after: dict[str, int], before: dict[str, int]) -> None:
-    """A workload that finished in time: failed if it exited non-zero or its
-    evidence counters did not move."""
+    """A workload that finished in time: failed if its kind's verdict says so
+    (a non-zero exit status; a selftest's "not ok") or its evidence counters
+    did not move; skipped if it ran and says it could test nothing here."""
     delta = entry.vmstat_delta = deltas(before, after)
     name = case.name
     for counter in sorted(delta):
         if counter.startswith(EVIDENCE_PROPERTIES):
             record.set_property(f"vmstat.{name}.{counter}", delta[counter])
-    if entry.exit_status != 0:
-        case.fail(f"{name} exited with status {entry.exit_status}", output[-4000:], "workload")
+    outcome = adapters.judge(w, entry.exit_status, output)
+    entry.subtests = outcome.subtests
+    for what, n in outcome.counts.items():
+        record.set_property(f"subtests.{name}.{what}", n)
+    if outcome.skipped:
+        entry.skipped = outcome.skipped
+        case.skip(f"skipped: {outcome.skipped}", "skipped-in-guest")
+        log.warn(f"workload {name} skipped: {outcome.skipped}")
+        return
+    if outcome.failure:
+        case.fail(*outcome.failure)
     missing = missing_evidence(delta, entry.evidence)
     if missing:
         case.fail(f"no evidence of stress: {', '.join(missing)} did not move",

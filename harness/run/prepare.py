@@ -16,7 +16,7 @@ from harness.guest.images import PROGRAMS, debian
 from harness.guest.images.debian import make_overlay
 from harness.guest.images.initramfs import build_initramfs
 from harness.guest.machine import DEFAULT_CMDLINE, GuestConfig, tcg_relaxations
-from harness.kernel import KernelBuild
+from harness.kernel import BuildRequest, KernelBuild
 from harness.procs import run_tool
 from harness.run.record import GuestRecord
 from harness.stress import adapters
@@ -70,15 +70,18 @@ def choose_workloads(cfg: RunConfig, dotconfig: str) -> list[Planned]:
             raise UsageError(f"{cfg.path}: workloads: unknown workload {choice.name!r} "
                              f"(available: {', '.join(sorted(available))})")
         w = available[choice.name]
-        planned = Planned(w, choice.duration or w.default_duration, companions=companions(w, available))
-        planned.skip_type, planned.skipped = why_skipped([w, *planned.companions], dotconfig, cfg.image)
+        # A workload that cannot be told how long to run takes its own time.
+        duration = choice.duration if w.takes_duration else None
+        planned = Planned(w, duration or w.default_duration, companions=companions(w, available))
+        planned.skip_type, planned.skipped = why_skipped([w, *planned.companions], dotconfig, cfg.image,
+                                                         cfg.cpus)
         chosen.append(planned)
     return chosen
 
 
-def why_skipped(group: list[Workload], dotconfig: str, image: str) -> tuple[str, str | None]:
-    """(skip type, reason) when the kernel or the guest image lacks what a workload and what it
-    runs need; ("", None) when it can run."""
+def why_skipped(group: list[Workload], dotconfig: str, image: str, cpus: int | None = None) -> tuple[str, str | None]:
+    """(skip type, reason) when the kernel or the guest (image, vCPUs) lacks what a workload and
+    what it runs need; ("", None) when it can run."""
     missing = list(dict.fromkeys(opt for w in group for opt in w.missing_options(dotconfig)))
     if missing:
         return "missing-kernel-options", f"the kernel lacks {', '.join(missing)}"
@@ -88,6 +91,9 @@ def why_skipped(group: list[Workload], dotconfig: str, image: str) -> tuple[str,
         images = [name for name, programs in PROGRAMS.items() if set(needs) <= programs]
         use = f"; use guest.image {' or '.join(images)}" if images else ""
         return "guest-lacks", f"needs {', '.join(lacking)}: guest.image {image} has none{use}"
+    min_cpus = max(w.min_cpus for w in group)
+    if cpus is not None and cpus < min_cpus:
+        return "guest-lacks", f"needs {min_cpus} vCPUs: guest.cpus is {cpus}"
     return "", None
 
 
@@ -97,9 +103,16 @@ def swap_kind(cfg: RunConfig) -> str:
     return "disk" if cfg.image == "debian" else "zram"
 
 
+def kernel_request(cfg: RunConfig) -> BuildRequest:
+    """How the run's kernel is built (and where its source tree comes from)."""
+    return BuildRequest(source=cfg.source, ref=cfg.ref, patches=cfg.patches,
+                        base_config=cfg.base_config, fragments=[str(p) for p in cfg.fragments])
+
+
 def prepare_guest(cfg: RunConfig, kernel: KernelBuild, planned: list[Planned], cache_dir: Path | None) -> GuestPlan:
+    context = adapters.BuildContext(cache_dir, kernel, kernel_request(cfg))
     binaries = adapters.build_all([w for p in planned if not p.skipped for w in (p.workload, *p.companions)],
-                                  cache_dir)
+                                  context)
     swap = swap_kind(cfg)
     if swap == "disk" and cfg.image != "debian":
         raise UsageError(f"{cfg.path}: guest.swap: disk needs guest.image debian (the initramfs has "

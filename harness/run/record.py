@@ -117,8 +117,9 @@ class WorkloadRecord:
     timed_out: bool = False
     seconds: float | None = None
     vmstat_delta: dict[str, int] = field(default_factory=dict)
-    skipped: str | None = None  # why it did not run
+    skipped: str | None = None  # why it did not run, or why it tested nothing
     guest_uptime: float | None = None  # /proc/uptime as it started: places console timestamps in it
+    subtests: dict[str, Any] | None = None  # kind selftest: planned, passed, failed, skipped (TAP)
 
 
 @dataclass

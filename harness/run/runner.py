@@ -24,16 +24,17 @@ from harness.console import analyze_file
 from harness.errors import KstressError
 from harness.guest.channels import ChannelError
 from harness.guest.machine import GuestError, GuestSilent
-from harness.kernel import BuildRequest, KernelBuild, build_kernel, cached_build
+from harness.kernel import KernelBuild, build_kernel, cached_build
 from harness.run import verdict
 from harness.run.judge import judge_workload, record_kernel
-from harness.run.prepare import Planned, choose_workloads, prepare_guest
+from harness.run.prepare import Planned, choose_workloads, kernel_request, prepare_guest
 from harness.run.record import CaseResult, GuestEvent, RunRecord, WorkloadRecord, atomic_write_text
 from harness.run.results import file_size, new_run_dir, write_results
 from harness.run.session import GuestSession
 from harness.run.triage import Triage
 from harness.run.trouble import GuestTrouble
 from harness.run.watch import ConsoleWatch, StopWhen
+from harness.stress.manifest import Workload
 from harness.stress.vmstat import parse_vmstat
 
 BOOT_CASE = "boot"
@@ -47,11 +48,6 @@ def guest_uptime(proc_uptime: str) -> float | None:
         return float(proc_uptime.split()[0])
     except (IndexError, ValueError):
         return None
-
-
-def build_request(cfg: RunConfig) -> BuildRequest:
-    return BuildRequest(source=cfg.source, ref=cfg.ref, patches=cfg.patches, base_config=cfg.base_config,
-                        fragments=[str(p) for p in cfg.fragments])
 
 
 class Runner:
@@ -158,7 +154,7 @@ class Runner:
         self.ran.add(BUILD_CASE)
         try:
             kernel = cached_build(self.kernel_key, self.cache_dir) if self.kernel_key else None
-            kernel = kernel or build_kernel(build_request(self.cfg), self.cache_dir)
+            kernel = kernel or build_kernel(kernel_request(self.cfg), self.cache_dir)
         finally:
             case.elapsed = time.monotonic() - self.current_t0
         if self.kernel_key and kernel.key != self.kernel_key:
@@ -227,25 +223,25 @@ class Runner:
             if self.watch.guest_stopped:
                 entry.exit_status, entry.timed_out = None, False  # we ended it, by stopping the guest
             elif result.timed_out:
-                self._hang(session, case, w.name, Path(entry.argv[0]).name, channel_works=True,
+                self._hang(session, case, w.name, w.comm, channel_works=True,
                            why=f"did not finish within {timeout:.0f}s")
                 restart = f"{w.name} hung"
             else:
-                judge_workload(self.record, case, entry, result.output,
+                judge_workload(self.record, case, w, entry, result.output,
                                parse_vmstat(channel.read_file("/proc/vmstat")), before)
         except (GuestError, ChannelError) as exc:
             if not self.watch.guest_stopped:
-                restart = self._workload_trouble(session, case, entry, exc)
+                restart = self._workload_trouble(session, case, w, exc)
             entry.seconds = entry.seconds or round(time.monotonic() - t0, 2)
         self._end_case(case, start)
         return restart
 
-    def _workload_trouble(self, session: GuestSession, case: CaseResult, entry: WorkloadRecord,
+    def _workload_trouble(self, session: GuestSession, case: CaseResult, w: Workload,
                           exc: GuestError | ChannelError) -> str:
         """A workload whose guest hung or died: the reason to restart the guest."""
         name = case.name
         if isinstance(exc, GuestSilent):
-            self._hang(session, case, name, Path(entry.argv[0]).name, channel_works=False, why=str(exc))
+            self._hang(session, case, name, w.comm, channel_works=False, why=str(exc))
             return f"{name}: guest silent"
         # A channel that fails because QEMU is gone is the guest's death.
         death = session.machine.death() if isinstance(exc, ChannelError) else exc

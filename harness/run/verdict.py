@@ -10,7 +10,8 @@ from __future__ import annotations
 from harness.errors import EXIT_CLEAN, EXIT_COULD_NOT_TEST, EXIT_FINDINGS, EXIT_INTERRUPTED
 from harness.run.record import RunRecord
 
-KERNEL_FAILURES = ("kernel", "hang")
+# A selftest's "not ok" is the kernel failing its own test.
+KERNEL_FAILURES = ("kernel", "hang", "selftest")
 
 
 def exit_code(record: RunRecord) -> int:
@@ -33,6 +34,10 @@ def summary(record: RunRecord, run_dir: str) -> str:
         line = f"  {c.name:<24} {c.status.upper():<8} {c.elapsed:7.1f}s"
         if c.message:
             line += f"  {c.message}"
+        subtests = record.workloads[c.name].subtests if c.name in record.workloads else None
+        if subtests:
+            line += (f"  subtests: {subtests['passed']} passed, {len(subtests['failed'])} failed, "
+                     f"{len(subtests['skipped'])} skipped")
         lines.append(line)
     for f in record.findings:
         if f.known_issue:

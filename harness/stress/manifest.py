@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from harness.errors import UsageError
 from harness.kernel.kconfig import parse_dotconfig
@@ -44,6 +45,8 @@ MANIFEST_KEYS: dict[str, Key] = {
                            "guest needs are its own too"),
     "evidence_floors": Key((dict,), {}, "per accelerator (tcg, kvm), the least each /proc/vmstat counter "
                                         "must move per minute of stress in a soak (measured figures)"),
+    "min_cpus": Key((int,), 1, "vCPUs it needs (guest.cpus); with fewer it is skipped, with the reason",
+                    minimum=1),
 }
 ACCELS = ("tcg", "kvm")  # evidence_floors are figures of one accelerator: TCG is ten times slower
 _ITEM_RULES = {
@@ -59,27 +62,41 @@ _ITEM_RULES = {
 _C_SOURCE = (re.compile(r"[^/].*\.c\Z"), "a relative path to a .c file")
 _C_HEADER = (re.compile(r"[^/].*\.h\Z"), "a relative path to a .h file")
 _PY_SOURCE = (re.compile(r"[^/].*\.py\Z"), "a relative path to a .py file")
+_PROGRAM = (re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\Z"), "a program name such as migration")
+_CFLAG = (re.compile(r"\S+\Z"), "one compiler flag or argument, without spaces")
 
 
 @dataclass(frozen=True)
 class Kind:
     """One workload kind as data: the keys its manifests have besides
-    MANIFEST_KEYS, how its command line starts, and what it needs of the guest
-    image. An adapter in harness.stress.adapters makes its guest files."""
+    MANIFEST_KEYS, how its command line starts, how its run is judged and
+    what it needs of the guest image. An adapter in harness.stress.adapters
+    makes its guest files (and judges its output, by ``verdict``)."""
 
     help: str
     keys: dict[str, Key] = field(default_factory=dict)
-    items: dict[str, tuple[re.Pattern, str]] = field(default_factory=dict)  # its list keys' item rules
+    # Its keys' rules: each item of a list key, or the value of a string key.
+    items: dict[str, tuple[re.Pattern, str]] = field(default_factory=dict)
     files: tuple[str, ...] = ()  # its keys that list files relative to the manifest
     nonempty: tuple[str, ...] = ()  # list keys that need at least one item
     entry: str | None = None  # the file among the sources that is the workload's program
-    # The guest command line before the manifest's argv ({bin}, {name}, {duration}, {seed}).
+    # The guest command line before the manifest's argv ({bin}, {name},
+    # {duration}, {seed}, and the kind's own keys that are not files).
     command: tuple[str, ...] = ("{bin}/{name}",)
     reserved: tuple[str, ...] = ()  # argv items the command adds itself
     guest_needs: tuple[str, ...] = ()  # programs the guest image must have (guest.images.PROGRAMS)
+    # The name of its task in the guest (what a hang diagnosis looks for),
+    # formatted like command; None: the file name of the program it starts.
+    comm: str | None = None
+    verdict: str = "exit-status"  # how a finished run is judged (harness.stress.adapters.JUDGES)
 
 
 STRESS_NG_RUNNER = "ks-stress-ng"  # workloads/lib/ks_stress_ng.py in the guest
+# Kind selftest: a program run from its own directory under its own name, as
+# run_vmtests.sh runs it (ksm_functional_tests re-executes ./ksm_functional_tests,
+# soft-dirty writes a file in the current directory). $0: the binary, $1: its program name.
+SELFTEST_IN_OWN_DIR = ('set -e; d=/tmp/kstress-selftest/$1; rm -rf "$d"; mkdir -p "$d"; cd "$d"; '
+                       'ln -s "$0" "$1"; p=$1; shift; exec "./$p" "$@"')
 KINDS: dict[str, Kind] = {
     "c": Kind(
         "a static binary compiled from C (initramfs or Debian guest)",
@@ -102,6 +119,14 @@ KINDS: dict[str, Kind] = {
         reserved=("--timeout", "-t", "--seed", "--yaml", "-Y", "--verify", "--metrics", "--metrics-brief",
                   "--log-file", "--temp-path", "--sequential", "--all", "-a", "--random", "-r"),
         guest_needs=("python3", "stress-ng")),
+    "selftest": Kind(
+        "a program of the kernel's own tools/testing/selftests/mm, built static from the tree of the kernel "
+        "under test, judged by its TAP output",
+        keys={"program": Key((str,), None, "a program of the kernel's tools/testing/selftests/mm, e.g. migration"),
+              "cflags": Key(_LIST, [], "compiler flags added to the selftests Makefile's (EXTRA_CFLAGS)")},
+        items={"program": _PROGRAM, "cflags": _CFLAG},
+        command=("/bin/sh", "-c", SELFTEST_IN_OWN_DIR, "{bin}/{name}", "{program}"),
+        comm="{program}", verdict="kselftest"),
 }
 MANIFEST_KEYS["kind"] = Key((str,), "c", "how it is built and run", choices=tuple(KINDS))
 
@@ -124,6 +149,9 @@ class Workload:
     runs: list[str] = field(default_factory=list)  # workloads it starts in the guest
     # accel -> counter -> least per minute of stress (a soak marks an iteration below them)
     evidence_floors: dict[str, dict[str, float]] = field(default_factory=dict)
+    min_cpus: int = 1  # vCPUs it needs
+    # The values of its kind's own keys that are not files (kind selftest: program, cflags).
+    settings: dict[str, Any] = field(default_factory=dict)
 
     @property
     def rules(self) -> Kind:
@@ -131,12 +159,26 @@ class Workload:
 
     @property
     def guest_path(self) -> str:
-        return self.argv(1, 1)[0]
+        """The program of ours its command line starts (in the guest's /usr/bin)."""
+        return next(a for a in self.argv(1, 1) if a.startswith(f"{GUEST_BIN_DIR}/"))
+
+    @property
+    def comm(self) -> str:
+        """The name of its task in the guest (what a hang diagnosis looks for)."""
+        if self.rules.comm is None:
+            return Path(self.guest_path).name
+        return self.rules.comm.format(bin=GUEST_BIN_DIR, name=self.name, duration=1, seed=1, **self.settings)
+
+    @property
+    def takes_duration(self) -> bool:
+        """Whether its command line says how long to run; if not, it runs as long as it takes."""
+        return any("{duration}" in a for a in (*self.rules.command, *self.argv_template))
 
     def argv(self, duration: int, seed: int) -> list[str]:
         """The command line in the guest (str.format on each template item)."""
         values = {"duration": int(duration), "seed": int(seed)}
-        command = [c.format(bin=GUEST_BIN_DIR, name=self.name, **values) for c in self.rules.command]
+        command = [c.format(bin=GUEST_BIN_DIR, name=self.name, **values, **self.settings)
+                   for c in self.rules.command]
         return command + [a.format(**values) for a in self.argv_template]
 
     def missing_options(self, dotconfig_text: str) -> list[str]:
@@ -198,6 +240,8 @@ def load_manifest(path: Path, known: set[str] | None = None) -> Workload:
             for i, (item, v) in enumerate(chk.strings(fields[name], name)):
                 if not pattern.match(v):
                     chk.fail(item, f"{name}[{i}]", f"expected {what}, got {v!r}")
+        elif name in kind.items and not kind.items[name][0].match(values[name]):
+            chk.fail(fields[name], name, f"expected {kind.items[name][1]}, got {values[name]!r}")
     directory = path.resolve().parent
     if values["name"] != directory.name:
         chk.fail(fields["name"], "name", f"expected the directory's name {directory.name!r}, got {values['name']!r}")
@@ -216,7 +260,9 @@ def load_manifest(path: Path, known: set[str] | None = None) -> Workload:
                     stresses=values["stresses"], kernel_options=values["kernel_options"],
                     default_duration=values["default_duration"], argv_template=values["argv"],
                     evidence=values["evidence"], directory=directory, sources=files.get("sources", []),
-                    headers=files.get("headers", []), runs=values["runs"], evidence_floors=floors)
+                    headers=files.get("headers", []), runs=values["runs"], evidence_floors=floors,
+                    min_cpus=values["min_cpus"],
+                    settings={name: values[name] for name in kind.keys if name not in kind.files})
 
 
 def _other_kinds_keys(chk: YamlChecker, fields: dict, kind: str) -> None:
