@@ -1,4 +1,4 @@
-"""The `kstress` command: run, build, scan, doctor, cache, compare, bisect, check, zoo.
+"""The `kstress` command: run, build, scan, doctor, cache, compare, bisect, check, zoo, report.
 
 Exit codes (git bisect run friendly): 0 clean, 1 kernel findings,
 2 usage or config error, 125 could not test, 130 interrupted.
@@ -32,6 +32,7 @@ from harness.modes.compare import SIDES, Comparison, Side
 from harness.modes.variants import VariantRuns
 from harness.modes.zoo import run_zoo
 from harness.paths import shipped_configs
+from harness.report import write_report_for
 from harness.run.runner import Runner
 
 DEFAULT_CONFIG_NAME = "default"
@@ -158,6 +159,9 @@ def _parser() -> argparse.ArgumentParser:
                           "(default: examples/fix-deferred-split-6.12, the fix for 6.12's known warning)")
     zoo.add_argument("--resume", metavar="ZOO_DIR",
                      help="continue the zoo in ZOO_DIR (its plan, its journal; --runs adds runs)")
+    rep = sub.add_parser("report", help="(re)write report.html, the HTML report for people, of a comparison's "
+                                        "directory or of a directory of runs")
+    rep.add_argument("directory", type=Path, help="a compare directory (compare.json) or one holding run.json files")
     return p
 
 
@@ -266,8 +270,14 @@ def cmd_zoo(args) -> int:
                    args.cache, clean_patches=args.clean_patches)
 
 
+def cmd_report(args) -> int:
+    print(write_report_for(args.directory))
+    return EXIT_CLEAN
+
+
 COMMANDS = {"run": cmd_run, "build": cmd_build, "scan": cmd_scan, "doctor": cmd_doctor, "cache": cmd_cache,
-            "compare": cmd_compare, "bisect": cmd_bisect, "check": cmd_check, "zoo": cmd_zoo}
+            "compare": cmd_compare, "bisect": cmd_bisect, "check": cmd_check, "zoo": cmd_zoo,
+            "report": cmd_report}
 
 
 def main(argv: list[str] | None = None) -> int:

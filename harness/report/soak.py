@@ -1,0 +1,95 @@
+"""A soak's report: its iterations' findings over time, evidence, stable or
+unstable, and each workload's pass or fail.
+
+The adapter takes one RunDigest per iteration (harness/report/runs.py).
+Today they come from the iterations' run.json files (``runs_in``). The
+soak.json that `kstress soak` writes is expected to map onto them as follows
+(the reader of soak.json builds the same digests, and nothing else changes):
+
+    soak.json                                   RunDigest / WorkloadResult / Occurrence
+    {
+      "soak_id": "20261128-...",                 (the report's title)
+      "iterations": [{
+        "run_id": "20261128-...",               run_id
+        "kernel": "6.12.117 + series",          kernel
+        "seed": 7,                              seed
+        "start": 1795862941.6,                  start (epoch seconds)
+        "end": 1795863301.2 | null,             end
+        "exit": 0 | 1 | 2 | 125 | 130 | null,   exit_code
+        "repro": "kstress run ...",             repro (else built from the run's run.json)
+        "workloads": {"migrate_fork": {
+            "status": "passed" | "failure" | "error" | "skipped",   WorkloadResult.status
+            "message": "...",                                       WorkloadResult.message
+            "vmstat_per_minute": [{"pgmigrate_success": 120, ...}, ...]
+                  one dict of /proc/vmstat deltas per minute:       minutes = len(list),
+                                                                    counters = the EVIDENCE_COLUMNS summed
+        }},
+      }],
+      "findings": [{
+        "title": "...", "file": "mm/..." | null,
+        "run_id": "...",                        the iteration it showed in
+        "first_seen": 1795862955.4,             Occurrence.seconds = first_seen - the iteration's start
+        "testcase": "migrate_fork",
+        "known_issue": "reason" | null,
+        "excerpt": "console lines"
+      }]
+    }
+
+Verdicts: the soak is stable when every iteration exited 0 (known issues do
+not count), unstable when one exited 1 (kernel findings); otherwise the worst
+exit says (could not test, interrupted). A workload fails when its testcase
+failed in any iteration.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from harness.errors import EXIT_CLEAN, EXIT_FINDINGS, EXIT_INTERRUPTED, EXIT_USAGE, UsageError, worst_exit
+from harness.report import runs as R
+from harness.report.model import ReportData, VerdictRow
+
+SOAK_VERDICT = {EXIT_CLEAN: "stable", EXIT_FINDINGS: "unstable", EXIT_INTERRUPTED: "interrupted",
+                EXIT_USAGE: "could not test"}  # anything else (125): could not test
+WORKLOAD_VERDICT = {"failure": "fail", "error": "error", "skipped": "skipped", "passed": "pass"}
+
+
+def runs_in(directory: Path) -> list[Path]:
+    """Every run.json under ``directory`` (itself a run's directory, or one holding many)."""
+    paths = sorted(directory.rglob("run.json"))
+    if not paths:
+        raise UsageError(f"{directory}: no compare.json and no run.json under it")
+    return paths
+
+
+def soak_verdicts(runs: list[R.RunDigest]) -> list[VerdictRow]:
+    codes = [r.exit_code for r in runs if r.exit_code is not None]
+    tally = ", ".join(f"{codes.count(c)} exit {c}" for c in sorted(set(codes)))
+    unfinished = len(runs) - len(codes)
+    detail = f"{len(runs)} iteration(s): {tally or 'none finished'}" + (f", {unfinished} unfinished" if unfinished
+                                                                        else "")
+    rows = [VerdictRow("soak", SOAK_VERDICT.get(worst_exit(codes), "could not test") if codes else "running",
+                       detail)]
+    names = list(dict.fromkeys(w.name for r in runs for w in r.workloads))
+    for name in names:
+        results = [(r, w) for r in runs for w in r.workloads if w.name == name]
+        statuses = [w.status for _, w in results]
+        worst = next((s for s in ("failure", "error", "passed", "skipped") if s in statuses), "passed")
+        bad = [(r, w) for r, w in results if w.status == worst] if worst in ("failure", "error") else []
+        detail = f"{len(bad)} of {len(results)} iteration(s): {bad[0][1].message} (first in {bad[0][0].run_id})" \
+            if bad else f"{statuses.count('passed')} of {len(results)} iteration(s) passed"
+        rows.append(VerdictRow(f"workload {name}", WORKLOAD_VERDICT[worst], detail))
+    return rows
+
+
+def soak_report(title: str, runs: list[R.RunDigest]) -> ReportData:
+    runs = sorted(runs, key=lambda r: (r.start is None, r.start or 0.0))
+    zero = R.origin(runs)
+    return ReportData(title=title, generated=time.time(), kernels=list(dict.fromkeys(r.kernel for r in runs)),
+                      timeline=R.timeline(runs, zero), runs=R.run_spans(runs, zero), evidence=R.evidence(runs),
+                      findings=R.findings(runs, zero), verdicts=soak_verdicts(runs))
+
+
+def soak_report_from_runs(directory: Path) -> ReportData:
+    return soak_report(f"kstress runs in {directory.resolve().name}", [R.load_digest(p) for p in runs_in(directory)])
