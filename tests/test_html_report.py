@@ -114,6 +114,13 @@ def test_runs_report_deduplicates_findings_and_judges_each_workload():
     assert set(swap.counters) == set(EVIDENCE_COLUMNS) and swap.per_minute("swap-outs") > 1000
 
 
+def test_a_run_copied_twice_below_the_directory_counts_once(tmp_path):
+    directory = copy(RUNS, tmp_path)
+    shutil.copytree(directory / "20261128-104901-9b3108", directory / "merged" / "20261128-104901-9b3108")
+    report = soak_report_from_runs(directory)
+    assert len(report.runs) == 3 and report.findings[0].count == 2
+
+
 def test_a_finding_is_placed_inside_the_workload_it_hit():
     for path in RUNS.rglob("run.json"):
         run = json.loads(path.read_text())

@@ -92,4 +92,9 @@ def soak_report(title: str, runs: list[R.RunDigest]) -> ReportData:
 
 
 def soak_report_from_runs(directory: Path) -> ReportData:
-    return soak_report(f"kstress runs in {directory.resolve().name}", [R.load_digest(p) for p in runs_in(directory)])
+    """The runs under ``directory``, each once: a run copied elsewhere below it (a merge's) keeps its run id."""
+    digests = {}
+    for path in runs_in(directory):
+        run = R.load_digest(path)
+        digests.setdefault(run.run_id, run)
+    return soak_report(f"kstress runs in {directory.resolve().name}", list(digests.values()))
