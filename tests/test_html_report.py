@@ -114,6 +114,17 @@ def test_runs_report_deduplicates_findings_and_judges_each_workload():
     assert set(swap.counters) == set(EVIDENCE_COLUMNS) and swap.per_minute("swap-outs") > 1000
 
 
+def test_evidence_is_summed_per_workload_and_kernel_with_the_lowest_run():
+    page = render(compare_report(COMPARE))
+    summary = page[page.index('<table id="evidence-summary">'):page.index("<details><summary>each run")]
+    rows = summary.count("<tr>") - 1
+    report = compare_report(COMPARE)
+    assert rows == len({(e.workload, e.kernel) for e in report.evidence})
+    base = [e for e in report.evidence if e.workload == "swapcache_migrate" and e.kernel == "base"]
+    lowest = min(e.per_minute("swap-outs") for e in base)
+    assert f"(lowest {lowest:,.0f})" in summary
+
+
 def test_a_run_copied_twice_below_the_directory_counts_once(tmp_path):
     directory = copy(RUNS, tmp_path)
     shutil.copytree(directory / "20261128-104901-9b3108", directory / "merged" / "20261128-104901-9b3108")

@@ -81,15 +81,33 @@ def _rate(row: EvidenceRow, name: str) -> str:
     return "–" if rate is None else f"{rate:,.0f}"
 
 
+def _overall(rows: list[EvidenceRow], name: str) -> str:
+    """One counter per minute over the runs that read it, and the lowest run's rate: did every run stress?"""
+    read = [r for r in rows if r.per_minute(name) is not None]
+    if not read:
+        return "–"
+    rate = sum(r.counters[name] for r in read) / sum(r.minutes for r in read)
+    return f"{rate:,.0f} <span class=muted>(lowest {min(r.per_minute(name) for r in read):,.0f})</span>"
+
+
 def _evidence(rows: list[EvidenceRow]) -> str:
     if not rows:
         return '<p class="muted">No workload ran to the end of a minute with its counters read.</p>'
     columns = list(dict.fromkeys(name for r in rows for name in r.counters))
     head = "".join(f"<th>{escaped(c)} /min</th>" for c in columns)
-    body = "".join(f"<tr><td>{escaped(r.workload)}</td><td>{escaped(r.run_id)}</td><td>{escaped(r.kernel)}</td>"
-                   f"<td class=num>{r.minutes:.2f}</td>" + "".join(f"<td class=num>{_rate(r, c)}</td>" for c in columns)
-                   + "</tr>\n" for r in rows)
-    return (f"<table><tr><th>workload</th><th>run</th><th>kernel</th><th>minutes</th>{head}</tr>\n{body}</table>")
+    groups: dict[tuple[str, str], list[EvidenceRow]] = {}
+    for r in rows:
+        groups.setdefault((r.workload, r.kernel), []).append(r)
+    summary = "".join(f"<tr><td>{escaped(workload)}</td><td>{escaped(kernel)}</td><td class=num>{len(group)}</td>"
+                      f"<td class=num>{sum(r.minutes for r in group):.2f}</td>"
+                      + "".join(f"<td class=num>{_overall(group, c)}</td>" for c in columns) + "</tr>\n"
+                      for (workload, kernel), group in groups.items())
+    per_run = "".join(f"<tr><td>{escaped(r.workload)}</td><td>{escaped(r.kernel)}</td><td>{escaped(r.run_id)}</td>"
+                      f"<td class=num>{r.minutes:.2f}</td>"
+                      + "".join(f"<td class=num>{_rate(r, c)}</td>" for c in columns) + "</tr>\n" for r in rows)
+    return (f'<table id="evidence-summary"><tr><th>workload</th><th>kernel</th><th>runs</th><th>minutes</th>{head}'
+            f"</tr>\n{summary}</table>\n<details><summary>each run</summary><table><tr><th>workload</th>"
+            f"<th>kernel</th><th>run</th><th>minutes</th>{head}</tr>\n{per_run}</table></details>")
 
 
 def render(data: ReportData) -> str:
