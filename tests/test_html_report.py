@@ -24,11 +24,11 @@ from harness.report import (
     VerdictRow,
     compare_report,
     render,
+    report_data_for,
     write_report,
 )
 from harness.report.html import escaped
 from harness.report.runs import EVIDENCE_COLUMNS, finding_seconds, load_json
-from harness.report.soak import soak_report_from_runs
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "tests" / "data" / "report"
@@ -96,7 +96,7 @@ def test_compare_report_without_a_run_json_still_lists_its_findings(tmp_path):
 
 
 def test_runs_report_deduplicates_findings_and_judges_each_workload():
-    report = soak_report_from_runs(RUNS)
+    report = report_data_for(RUNS)
     by_title = {f.title: f for f in report.findings}
     bug = by_title["kernel BUG in page_ref_unfreeze"]
     assert bug.count == 2 and len(bug.run_ids) == 2 and bug.file == "include/linux/page_ref.h"
@@ -128,7 +128,7 @@ def test_evidence_is_summed_per_workload_and_kernel_with_the_lowest_run():
 def test_a_run_copied_twice_below_the_directory_counts_once(tmp_path):
     directory = copy(RUNS, tmp_path)
     shutil.copytree(directory / "20261128-104901-9b3108", directory / "merged" / "20261128-104901-9b3108")
-    report = soak_report_from_runs(directory)
+    report = report_data_for(directory)
     assert len(report.runs) == 3 and report.findings[0].count == 2
 
 
@@ -145,7 +145,7 @@ def test_a_finding_is_placed_inside_the_workload_it_hit():
 
 
 def nasty_report() -> ReportData:
-    report = soak_report_from_runs(RUNS)
+    report = report_data_for(RUNS)
     report.findings.append(FindingRow(NASTY, "mm/<b>.c", 1, 5.0, 5.0, ["r<1>"], [3], f"[    1.0] {NASTY}\r\n",
                                       "kstress run 'a b' --seed 3"))
     report.timeline.append(TimelineEvent(5.0, NASTY, "r<1>", "k&<>"))
@@ -186,7 +186,7 @@ def test_report_renders_in_headless_chromium(tmp_path, source):
     if source == "compare":
         report = compare_report(COMPARE)
     else:
-        report = nasty_report() if source == "nasty" else soak_report_from_runs(RUNS)
+        report = nasty_report() if source == "nasty" else report_data_for(RUNS)
     page = write_report(report, tmp_path / REPORT_HTML)
     started = time.monotonic()
     result = open_page(page, PLOT_DRAWN)

@@ -10,10 +10,11 @@ from harness.errors import UsageError
 from harness.report.compare import COMPARE_JSON, compare_report
 from harness.report.html import REPORT_HTML, render, write_report
 from harness.report.model import EvidenceRow, FindingRow, ReportData, RunSpan, TimelineEvent, VerdictRow
-from harness.report.soak import soak_report, soak_report_from_runs
+from harness.report.soak import runs_in, soak_report, soak_report_from_runs
 
 __all__ = ["EvidenceRow", "FindingRow", "ReportData", "RunSpan", "TimelineEvent", "VerdictRow", "REPORT_HTML",
-           "compare_report", "render", "report_data_for", "soak_report", "write_report", "write_report_for"]
+           "compare_report", "render", "report_data_for", "runs_in", "soak_report", "soak_report_from_runs",
+           "write_report", "write_report_for"]
 
 
 def report_data_for(directory: Path) -> ReportData:
@@ -22,7 +23,7 @@ def report_data_for(directory: Path) -> ReportData:
         raise UsageError(f"{directory}: not a directory")
     if (directory / COMPARE_JSON).is_file():
         return compare_report(directory)
-    return soak_report_from_runs(directory)
+    return soak_report_from_runs(runs_in(directory), f"kstress runs in {directory.resolve().name}")
 
 
 def write_report_for(directory: Path) -> Path:

@@ -120,7 +120,7 @@ def finding_seconds(run: dict[str, Any], finding: dict[str, Any]) -> float | Non
     stamp = printk_time(finding.get("excerpt", ""))
     uptime = (run.get("workloads", {}).get(finding["testcase"]) or {}).get("guest_uptime")
     if stamp is not None and uptime is not None and stamp >= uptime:
-        return round(start + stamp - uptime, 1)
+        return round(start + min(stamp - uptime, elapsed), 1)
     if stamp is not None and finding["testcase"] == "boot":  # uptime 0 is about when QEMU started
         return round(start + min(stamp, elapsed), 1)
     return round(start + elapsed, 1)

@@ -91,10 +91,10 @@ def soak_report(title: str, runs: list[R.RunDigest]) -> ReportData:
                       findings=R.findings(runs, zero), verdicts=soak_verdicts(runs))
 
 
-def soak_report_from_runs(directory: Path) -> ReportData:
-    """The runs under ``directory``, each once: a run copied elsewhere below it (a merge's) keeps its run id."""
+def soak_report_from_runs(paths: list[Path], title: str) -> ReportData:
+    """One iteration per run.json, each once: a run copied elsewhere (a merge's copy) keeps its run id."""
     digests = {}
-    for path in runs_in(directory):
+    for path in paths:
         run = R.load_digest(path)
         digests.setdefault(run.run_id, run)
-    return soak_report(f"kstress runs in {directory.resolve().name}", list(digests.values()))
+    return soak_report(title, list(digests.values()))
