@@ -130,18 +130,25 @@ SCENARIOS = [  # (shards, soak codes, merge, report, failed testcases in junit.x
 ]
 
 
-@pytest.mark.skipif(GROOVY is None, reason="needs groovy (Debian package groovy) to run the Jenkinsfile")
+needs_groovy = pytest.mark.skipif(GROOVY is None, reason="needs groovy (Debian package groovy) to run the Jenkinsfile")
+
+
+def run_stub(jenkinsfile: Path, scenarios: list, tmp_path: Path) -> subprocess.CompletedProcess:
+    (tmp_path / "scenarios.json").write_text(json.dumps(scenarios))
+    env = dict(os.environ)
+    if not Path("/usr/lib/jvm/default-java").exists() and "JAVA_HOME" not in env and shutil.which("java"):
+        env["JAVA_HOME"] = str(Path(shutil.which("java")).resolve().parents[1])  # no default-jre-headless
+    return subprocess.run([GROOVY, str(STUB), str(jenkinsfile), str(tmp_path / "scenarios.json")],
+                          capture_output=True, text=True, env=env, timeout=300)
+
+
+@needs_groovy
 def test_the_jenkinsfile_runs_and_sets_the_build_result(tmp_path):
     scenarios = [{"params": {"SHARDS": str(n), "CONFIG": "nightly", "DURATION": "600", "KERNEL_SOURCE": "",
                              "KERNEL_REF": "", "PATCHES": ""},
                   "soak": soak, "merge": merge, "report": report, "junit_failures": failures}
                  for (n, soak, merge, report, failures), _ in SCENARIOS]
-    (tmp_path / "scenarios.json").write_text(json.dumps(scenarios))
-    env = dict(os.environ)
-    if not Path("/usr/lib/jvm/default-java").exists() and "JAVA_HOME" not in env and shutil.which("java"):
-        env["JAVA_HOME"] = str(Path(shutil.which("java")).resolve().parents[1])  # no default-jre-headless
-    res = subprocess.run([GROOVY, str(STUB), str(JENKINSFILE), str(tmp_path / "scenarios.json")],
-                         capture_output=True, text=True, env=env, timeout=300)
+    res = run_stub(JENKINSFILE, scenarios, tmp_path)
     assert res.returncode == 0, res.stderr
     runs = [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
     assert len(runs) == len(SCENARIOS)
@@ -157,3 +164,23 @@ def test_the_jenkinsfile_runs_and_sets_the_build_result(tmp_path):
         if verdict:
             assert steps.index("archiveArtifacts") < steps.index(verdict)
         assert ("error" in steps) == (expected == "FAILURE")
+
+
+@needs_groovy
+@pytest.mark.parametrize("broken,needle", [
+    (lambda t: t.replace("stage('Merge') {\n            agent { label 'kstress' }\n            steps {",
+                         "stage('Merge') {\n            agent { label 'kstress' }\n            script {"),
+     "script may not stand in stage"),
+    (lambda t: t.replace("case 130: return 'ABORTED'", "case 130: return 'ABORTED"),
+     "MultipleCompilationErrorsException"),
+    (lambda t: t.replace("    stages {\n        stage('Soak')", "    steps {\n        stage('Soak')"),
+     "steps may not stand in pipeline"),
+], ids=["script-outside-steps", "syntax-error", "steps-in-pipeline"])
+def test_the_stub_rejects_a_broken_jenkinsfile(tmp_path, broken, needle):
+    text = JENKINSFILE.read_text()
+    bad = broken(text)
+    assert bad != text
+    (tmp_path / "Jenkinsfile").write_text(bad)
+    res = run_stub(tmp_path / "Jenkinsfile", [{"params": {"SHARDS": "1"}, "soak": [0], "merge": 0, "report": 0,
+                                               "junit_failures": 0}], tmp_path)
+    assert res.returncode != 0 and needle in res.stderr, res.stdout + res.stderr
