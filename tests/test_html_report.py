@@ -27,8 +27,10 @@ from harness.report import (
     report_data_for,
     write_report,
 )
+from harness.report import runs as R
 from harness.report.html import escaped
 from harness.report.runs import EVIDENCE_COLUMNS, finding_seconds, load_json
+from harness.report.soak import soak_verdicts
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "tests" / "data" / "report"
@@ -123,6 +125,13 @@ def test_evidence_is_summed_per_workload_and_kernel_with_the_lowest_run():
     base = [e for e in report.evidence if e.workload == "swapcache_migrate" and e.kernel == "base"]
     lowest = min(e.per_minute("swap-outs") for e in base)
     assert f"(lowest {lowest:,.0f})" in summary
+
+
+def test_a_clean_soak_below_an_evidence_floor_is_unstable():
+    clean = [R.load_digest(RUNS / "20261128-052148-197d9c" / "run.json")]
+    assert soak_verdicts(clean)[0].verdict == "stable"  # its one finding is a known issue: exit 0
+    short = soak_verdicts(clean, ["20261128-052148-197d9c swapcache_migrate: pswpout 10.5/min below its floor 100/min"])
+    assert short[0].verdict == "unstable" and "pswpout 10.5/min" in short[0].detail
 
 
 def test_a_run_copied_twice_below_the_directory_counts_once(tmp_path):

@@ -22,7 +22,7 @@ JENKINSFILE = REPO / "Jenkinsfile"
 STUB = Path(__file__).with_name("jenkins_stub.groovy")
 EXPECTED_RESULT = {EXIT_CLEAN: "SUCCESS", EXIT_FINDINGS: "UNSTABLE", EXIT_USAGE: "FAILURE",
                    EXIT_COULD_NOT_TEST: "FAILURE", EXIT_INTERRUPTED: "ABORTED"}
-PARAMETERS = {"CONFIG", "KERNEL_SOURCE", "KERNEL_REF", "PATCHES", "DURATION", "SHARDS"}
+PARAMETERS = {"CONFIG", "KERNEL_SOURCE", "KERNEL_REF", "PATCHES", "DURATION", "SEED", "SHARDS"}
 GROOVY = shutil.which("groovy")
 
 
@@ -101,18 +101,21 @@ def run_script(workspace: Path, body: str, env: dict, code: int = 0, setup_code:
 
 
 def test_the_soak_script_passes_parameters_as_arguments(text, fake_workspace):
-    env = {"CONFIG": "nightly", "DURATION": "600", "SHARD": "2/3", "SHARD_DIR": "results/shard-2",
-           "KERNEL_SOURCE": "/srv/linux; touch pwned", "KERNEL_REF": "", "PATCHES": "series dir/$(id)"}
+    env = {"CONFIG": "nightly", "DURATION": "6h", "SHARD": "2/3", "SHARD_DIR": "results/shard-2",
+           "KERNEL_SOURCE": "/srv/linux; touch pwned", "KERNEL_REF": "", "PATCHES": "series dir/$(id)",
+           "SEED": "", "BUILD_NUMBER": "41"}
     code, argv = run_script(fake_workspace, script(text, "SOAK"), env, code=1)
     assert code == 1
-    assert argv == ["soak", "nightly", "--duration", "600", "--shard", "2/3", "--results", "results/shard-2",
-                    "--source", "/srv/linux; touch pwned", "--patches", "series dir/$(id)"]
+    assert argv == ["soak", "nightly", "--duration", "6h", "--shard", "2/3", "--results", "results/shard-2",
+                    "--seed", "41", "--source", "/srv/linux; touch pwned", "--patches", "series dir/$(id)"]
     assert not (fake_workspace / "pwned").exists()
+    env["SEED"] = "7"
+    assert run_script(fake_workspace, script(text, "SOAK"), env)[1][9] == "7"  # a given seed wins
 
 
 def test_a_failed_setup_is_could_not_test(text, fake_workspace):
-    env = {"CONFIG": "nightly", "DURATION": "600", "SHARD": "1/1", "SHARD_DIR": "results/shard-1",
-           "KERNEL_SOURCE": "", "KERNEL_REF": "", "PATCHES": ""}
+    env = {"CONFIG": "nightly", "DURATION": "6h", "SHARD": "1/1", "SHARD_DIR": "results/shard-1",
+           "KERNEL_SOURCE": "", "KERNEL_REF": "", "PATCHES": "", "SEED": "", "BUILD_NUMBER": "1"}
     code, argv = run_script(fake_workspace, script(text, "SOAK"), env, setup_code=1)
     assert (code, argv) == (125, None)
 
