@@ -217,7 +217,7 @@ def test_compare_runs_base_and_fix_with_the_same_seed(kernel_cache, tmp_path):
     assert {tc.get("classname") for tc in doc.iter("testcase")} >= {"kstress.compare.base", "kstress.compare.patched"}
     assert "base" in res.stdout and "pgmigrate_success per run" in res.stdout
     page = (out / "report.html").read_text()  # beside compare.json, from the real runs' run.json
-    assert all(r["run_id"] in page for r in data["runs"]) and "is missing" not in page
+    assert all(r["run_id"] in page for r in data["runs"]) and "run.json is missing" not in page
     if CHROMIUM:
         shown = open_page(out / "report.html", "document.querySelector('#timeline .main-svg .trace') !== null")
         assert shown.ready and shown.errors() == [], shown.console
