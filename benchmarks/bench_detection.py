@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import statistics
 import subprocess
 import sys
@@ -48,7 +49,9 @@ def main() -> int:
     ap.add_argument("--results", type=Path, help="keep results here (default: a temp dir)")
     args = ap.parse_args()
     results = args.results or Path(tempfile.mkdtemp(prefix="kstress-bench-"))
-    print(f"cache {os.environ.get('KSTRESS_CACHE', '~/.cache/kstress')}, results {results}", flush=True)
+    print(f"{platform.node()}, {os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
+          f"load average {os.getloadavg()[0]:.1f}, cache {os.environ.get('KSTRESS_CACHE', '~/.cache/kstress')}, "
+          f"results {results}", flush=True)
 
     detected, times, planted_other = 0, [], []
     for i in range(args.n):

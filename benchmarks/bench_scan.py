@@ -9,6 +9,13 @@ checks that every planted report is found with its right title, and repeats
 on a 4x larger log to show that peak memory does not grow with the log.
 
     .venv/bin/python benchmarks/bench_scan.py [--shape soak|corpus] [--mb 100] [--factor 4] [--keep DIR]
+    .venv/bin/python benchmarks/bench_scan.py --quick      # a smoke test: 4 and 8 MB, one run each
+
+Printed per log: wall time and MB/s of both, and their CPU time (user +
+system of the process and the processes it waited for: the scan's grep
+included), steadier than wall time on a shared host; the scan runs as an
+installed kstress does, from compiled bytecode (kept in the work directory,
+made by a first run that is not timed).
 
 --shape soak (the default) is a nightly soak's console: one real 6.12 boot,
 then hours of real chatter as it is (the captured consoles' ordinary lines,
@@ -21,6 +28,7 @@ oops late in the log.
 import argparse
 import json
 import os
+import platform
 import re
 import subprocess
 import sys
@@ -199,8 +207,8 @@ def _children(pid: int):
         return []
 
 
-def _run(argv, stdout_path):
-    """(seconds, peak RSS in MB) of a child process and the processes it starts (the scan's grep).
+def _run(argv, stdout_path, env):
+    """(wall seconds, CPU seconds, peak RSS in MB) of a child process and the processes it starts (the scan's grep).
 
     Peaks are read from /proc (VmHWM) while it runs: the rusage of wait4 would
     report this benchmark's own peak too (Linux keeps the parent's high-water
@@ -209,14 +217,14 @@ def _run(argv, stdout_path):
     peaks = {}
     with open(stdout_path, "wb") as out:
         start = time.perf_counter()
-        child = subprocess.Popen(argv, stdout=out, env=dict(os.environ, LC_ALL="C"))
+        child = subprocess.Popen(argv, stdout=out, env=env)
         while True:
             for pid in [child.pid, *_children(child.pid)]:
                 # VmHWM only grows within one program; the latest reading is that
                 # of the program the pid runs at the end (a fork's copy of the
                 # parent's figure is gone after its exec).
                 peaks[pid] = _hwm_kb(pid) or peaks.get(pid, 0)
-            waited, status = os.waitpid(child.pid, os.WNOHANG)
+            waited, status, usage = os.wait4(child.pid, os.WNOHANG)
             if waited:
                 break
             time.sleep(0.01)
@@ -224,7 +232,7 @@ def _run(argv, stdout_path):
     child.returncode = os.waitstatus_to_exitcode(status)
     if child.returncode not in (0, 1):
         raise SystemExit(f"{argv[0]} failed with {status}")
-    return elapsed, sum(peaks.values()) / 1024
+    return elapsed, usage.ru_utime + usage.ru_stime, sum(peaks.values()) / 1024
 
 
 def measure(log: Path, planted, work: Path, repeats: int):
@@ -232,24 +240,39 @@ def measure(log: Path, planted, work: Path, repeats: int):
     markers.write_text(grep_markers())
     scan_argv = [sys.executable, "-m", "harness.console", "--json", str(log)]
     grep_argv = ["grep", "-E", "-c", "-f", str(markers), str(log)]
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env.update(LC_ALL="C", PYTHONPYCACHEPREFIX=str(work / "pycache"))
+    _run(scan_argv, work / "scan.json", env)      # compiles the bytecode, as installing kstress does
     scan_runs, grep_runs = [], []
     for _ in range(repeats):                      # interleaved, so both see the same machine load
-        grep_runs.append(_run(grep_argv, work / "grep.out"))
-        scan_runs.append(_run(scan_argv, work / "scan.json"))
+        grep_runs.append(_run(grep_argv, work / "grep.out", env))
+        scan_runs.append(_run(scan_argv, work / "scan.json", env))
     findings = json.loads((work / "scan.json").read_text())
     by_start = sorted((f["start"], f["title"]) for f in findings)
     found = 0
     for start, end, title in planted:
         found += any(start <= s < end and t == title for s, t in by_start)
     size = log.stat().st_size / MB
-    scan_t, scan_rss = min(scan_runs)
-    grep_t, grep_rss = min(grep_runs)
+    scan_t, grep_t = min(r[0] for r in scan_runs), min(r[0] for r in grep_runs)
+    scan_cpu, grep_cpu = min(r[1] for r in scan_runs), min(r[1] for r in grep_runs)
     return {
-        "size_mb": size, "scan_s": scan_t, "scan_mb_s": size / scan_t, "scan_rss_mb": max(r for _, r in scan_runs),
-        "grep_s": grep_t, "grep_mb_s": size / grep_t, "ratio": scan_t / grep_t, "found": found,
+        "size_mb": size, "scan_s": scan_t, "scan_mb_s": size / scan_t, "scan_rss_mb": max(r[2] for r in scan_runs),
+        "grep_s": grep_t, "grep_mb_s": size / grep_t, "ratio": scan_t / grep_t,
+        "scan_cpu": scan_cpu, "grep_cpu": grep_cpu, "cpu_ratio": scan_cpu / grep_cpu, "found": found,
         "planted": len(planted), "findings": len(findings), "grep_lines": int((work / "grep.out").read_text()),
-        "all_scan_s": [round(t, 3) for t, _ in scan_runs], "all_grep_s": [round(t, 3) for t, _ in grep_runs],
+        "all_scan_s": [round(r[0], 3) for r in scan_runs], "all_grep_s": [round(r[0], 3) for r in grep_runs],
     }
+
+
+def table(results) -> str:
+    lines = ["| log | kstress scan | grep | wall ratio | CPU s scan / grep | CPU ratio | peak RSS | "
+             "reports found, right title |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in results:
+        lines.append(f"| {r['size_mb']:.0f} MB | {r['scan_mb_s']:.0f} MB/s | {r['grep_mb_s']:.0f} MB/s | "
+                     f"{r['ratio']:.1f}x | {r['scan_cpu']:.2f} / {r['grep_cpu']:.2f} | {r['cpu_ratio']:.1f}x | "
+                     f"{r['scan_rss_mb']:.0f} MB | {r['found']}/{r['planted']} |")
+    return "\n".join(lines)
 
 
 def main():
@@ -259,7 +282,12 @@ def main():
     parser.add_argument("--factor", type=int, default=4, help="second log is this many times larger")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--keep", help="directory to keep the generated logs in")
+    parser.add_argument("--quick", action="store_true", help="smoke test: --mb 4 --factor 2 --repeats 1")
     args = parser.parse_args()
+    if args.quick:
+        args.mb, args.factor, args.repeats = 4, 2, 1
+    print(f"{platform.node()}, {os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
+          f"load average {os.getloadavg()[0]:.1f}, {args.repeats} runs each (best shown)", flush=True)
     with tempfile.TemporaryDirectory(prefix="kstress-bench-") as tmp:
         work = Path(args.keep or tmp)
         work.mkdir(parents=True, exist_ok=True)
@@ -271,15 +299,20 @@ def main():
             print(f"{args.shape} log: {anchor_density(log):.1f} lines holding an anchor per 10 KB", flush=True)
             r = results[-1]
             print(f"{r['size_mb']:.0f} MB: scan {r['scan_s']:.2f}s = {r['scan_mb_s']:.0f} MB/s, "
-                  f"peak RSS {r['scan_rss_mb']:.0f} MB | grep {r['grep_s']:.2f}s = {r['grep_mb_s']:.0f} MB/s "
-                  f"| scan/grep {r['ratio']:.1f}x | planted reports found with right title "
+                  f"CPU {r['scan_cpu']:.2f}s, peak RSS {r['scan_rss_mb']:.0f} MB | grep {r['grep_s']:.2f}s = "
+                  f"{r['grep_mb_s']:.0f} MB/s, CPU {r['grep_cpu']:.2f}s "
+                  f"| scan/grep {r['ratio']:.1f}x wall, {r['cpu_ratio']:.1f}x CPU "
+                  f"| planted reports found with right title "
                   f"{r['found']}/{r['planted']} ({r['findings']} findings) | runs scan {r['all_scan_s']} "
                   f"grep {r['all_grep_s']}", flush=True)
             if not args.keep:
                 log.unlink()
         small, big = results
         print(f"peak RSS {small['scan_rss_mb']:.0f} MB at {small['size_mb']:.0f} MB vs "
-              f"{big['scan_rss_mb']:.0f} MB at {big['size_mb']:.0f} MB")
+              f"{big['scan_rss_mb']:.0f} MB at {big['size_mb']:.0f} MB "
+              f"({big['scan_rss_mb'] / small['scan_rss_mb']:.2f}x)")
+        print(f"load average at the end {os.getloadavg()[0]:.1f}")
+        print(table(results))
         ok = all(r["found"] == r["planted"] for r in results)
         if args.shape == "soak":
             ok = ok and all(r["findings"] <= 3 for r in results)   # the WARNING, the oops (and nothing else)

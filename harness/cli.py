@@ -1,4 +1,4 @@
-"""The `kstress` command: run, build, scan, doctor, cache, compare, bisect, check, zoo, report.
+"""The `kstress` command: run, build, scan, doctor, cache, compare, bisect, check, zoo, soak, merge, report.
 
 Exit codes (git bisect run friendly): 0 clean, 1 kernel findings,
 2 usage or config error, 125 could not test, 130 interrupted.
@@ -29,10 +29,14 @@ from harness.errors import (
 from harness.kernel import BuildRequest, build_kernel
 from harness.modes.bisect import Bisection, Checker, CommitCandidates, SeriesCandidates, Step, Target, bisect_clone_dir
 from harness.modes.compare import SIDES, Comparison, Side
+from harness.modes.soak import JOBS_RULE, make_soak, merge_soaks
+from harness.modes.soak_plan import ROTATION, parse_duration, parse_shard
+from harness.modes.soak_report import summary as soak_summary
 from harness.modes.variants import VariantRuns
 from harness.modes.zoo import run_zoo
 from harness.paths import shipped_configs
 from harness.report import write_report_for
+from harness.run.repro import REPRO_PROPERTY, Repro, load_repro
 from harness.run.runner import Runner
 
 DEFAULT_CONFIG_NAME = "default"
@@ -84,7 +88,7 @@ def _parser() -> argparse.ArgumentParser:
 
     shipped = ", ".join(shipped_configs())
     run = sub.add_parser("run", help="build, boot, stress and report")
-    run.add_argument("config", nargs="?", default=DEFAULT_CONFIG_NAME,
+    run.add_argument("config", nargs="?",
                      help=f"run config: a YAML file, or a shipped config's name ({shipped}; default: "
                           f"{DEFAULT_CONFIG_NAME})")
     _add_kernel_options(run)
@@ -95,6 +99,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--variant", action="append", metavar="NAME",
                      help="run only this kernel of the config's kernel.variants (repeatable; 'default' is the "
                           "config's own kernel; default: all of them)")
+    run.add_argument("--repro", metavar="RUN_DIR",
+                     help="run again exactly what the run in RUN_DIR did, from its run.json: its config as it ran, "
+                          "kernel (the cache's build of its key), workloads, durations, seed and accelerator "
+                          "(only --results and --accel may be given besides)")
 
     build = sub.add_parser("build", help="build a kernel and print its artifact directory")
     build.add_argument("config", nargs="?", default=DEFAULT_CONFIG_NAME,
@@ -159,6 +167,36 @@ def _parser() -> argparse.ArgumentParser:
                           "(default: examples/fix-deferred-split-6.12, the fix for 6.12's known warning)")
     zoo.add_argument("--resume", metavar="ZOO_DIR",
                      help="continue the zoo in ZOO_DIR (its plan, its journal; --runs adds runs)")
+
+    soak = sub.add_parser("soak", help="run a config's kernels and workloads again and again for a given time; "
+                                       "findings de-duplicated, evidence floors checked",
+                          description=f"Iterations until the time is up ({ROTATION}), each a fresh boot. No "
+                                      f"iteration starts that the time left would not hold (the median iteration "
+                                      f"so far). Exit codes as kstress run: the worst of the iterations'; a soak "
+                                      f"below its evidence floors is 'unstable' in summary.txt and junit.xml.")
+    soak.add_argument("config", nargs="?", help="run config (a file or a shipped config's name)")
+    soak.add_argument("--duration",
+                      help="how long: 8h, 90m, 1800s, 1h30m (required; with --resume a new, longer total)")
+    soak.add_argument("--jobs", type=int, default=1,
+                      help=f"guests at once, each in its own thread (default 1); refused above what this host "
+                           f"holds: {JOBS_RULE}")
+    soak.add_argument("--shard", metavar="I/N",
+                      help="run shard I of N: the iterations whose index mod N is I-1 (needs --seed; "
+                           "`kstress merge` joins the shards)")
+    soak.add_argument("--seed", type=int, help="seed of iteration 0; iteration i uses seed + i (default: random, "
+                                               "recorded in plan.json)")
+    soak.add_argument("--workload-duration", type=int, metavar="SECONDS",
+                      help="seconds for every workload (default: the config's)")
+    soak.add_argument("--results", help="directory under which soak-<id>/ is made (default: the config's results)")
+    soak.add_argument("--resume", metavar="SOAK_DIR",
+                      help="continue the soak in SOAK_DIR for the rest of its time (its plan, its journal)")
+
+    merge = sub.add_parser("merge", help="join the shards' soak directories into one soak.json, summary.txt and "
+                                         "junit.xml (findings de-duplicated across shards)")
+    merge.add_argument("dirs", nargs="+", metavar="SOAK_DIR", help="soak directories of shards of one soak")
+    merge.add_argument("--output", "-o", help="directory for the merged files (default: a new soak-merged-<id>/ "
+                                              "beside the first)")
+
     rep = sub.add_parser("report", help="(re)write report.html, the HTML report for people, of a comparison's "
                                         "directory or of a directory of runs")
     rep.add_argument("directory", type=Path, help="a compare directory (compare.json) or one holding run.json files")
@@ -169,19 +207,41 @@ def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
+def _repro_runner(args) -> tuple[Runner, Repro]:
+    given = [name for name in ("config", "source", "ref", "patches", "duration", "seed", "variant")
+             if getattr(args, name) is not None]
+    if given:
+        raise UsageError(f"--repro takes everything from the run's run.json: give no {', '.join(given)} "
+                         f"(only --results and --accel)")
+    repro = load_repro(args.repro, results=args.results, accel=args.accel)
+    repro.announce()
+    runner = Runner(repro.cfg, args.cache, kernel_key=repro.kernel_key)
+    runner.record.set_property(REPRO_PROPERTY, str(repro.run_dir))
+    return runner, repro
+
+
 def cmd_run(args) -> int:
-    cfg = apply_overrides(load_config(args.config), source=args.source, ref=args.ref,
-                          patches=args.patches, results=args.results,
-                          duration=args.duration, seed=args.seed, accel=args.accel)
-    kernels = list(dict.fromkeys(args.variant or cfg.kernel_names()))
-    # One kernel is an ordinary run; several are the variants mode (a parent
-    # results directory, a combined summary, junit.xml and exit code).
-    runner = Runner(cfg.for_kernel(kernels[0]), args.cache) if len(kernels) == 1 else \
-        VariantRuns(cfg, kernels, cfg.results, args.cache)
+    repro = None
+    if args.repro:
+        runner, repro = _repro_runner(args)
+        cfg = runner.cfg
+    else:
+        cfg = apply_overrides(load_config(args.config or DEFAULT_CONFIG_NAME), source=args.source, ref=args.ref,
+                              patches=args.patches, results=args.results,
+                              duration=args.duration, seed=args.seed, accel=args.accel)
+        kernels = list(dict.fromkeys(args.variant or cfg.kernel_names()))
+        # One kernel is an ordinary run; several are the variants mode (a parent
+        # results directory, a combined summary, junit.xml and exit code).
+        runner = Runner(cfg.for_kernel(kernels[0]), args.cache) if len(kernels) == 1 else \
+            VariantRuns(cfg, kernels, cfg.results, args.cache)
     try:
         code = runner.run()
     finally:
         sys.stdout.write(runner.summary())
+        if repro is not None and runner.record.guest is not None:
+            differs = repro.compare_qemu(runner.record.guest.qemu_argv)
+            if differs:
+                log.warn(differs)
     if cfg.cache_max_size is not None:
         res = cache_entries.prune(cfg.cache_max_size)
         if res.evicted:
@@ -270,14 +330,32 @@ def cmd_zoo(args) -> int:
                    args.cache, clean_patches=args.clean_patches)
 
 
+def cmd_soak(args) -> int:
+    duration = parse_duration(args.duration) if args.duration is not None else None
+    shard = parse_shard(args.shard) if args.shard is not None else None
+    soak = make_soak(args.config, duration, args.jobs, shard, args.results, args.resume, args.seed,
+                     args.workload_duration, args.cache)
+    try:
+        return soak.run()
+    finally:
+        if soak.report is not None:
+            sys.stdout.write(soak_summary(soak.report))
+
+
+def cmd_merge(args) -> int:
+    report = merge_soaks(args.dirs, args.output)
+    sys.stdout.write(soak_summary(report))
+    return report.exit_code()
+
+
 def cmd_report(args) -> int:
     print(write_report_for(args.directory))
     return EXIT_CLEAN
 
 
 COMMANDS = {"run": cmd_run, "build": cmd_build, "scan": cmd_scan, "doctor": cmd_doctor, "cache": cmd_cache,
-            "compare": cmd_compare, "bisect": cmd_bisect, "check": cmd_check, "zoo": cmd_zoo,
-            "report": cmd_report}
+            "compare": cmd_compare, "bisect": cmd_bisect, "check": cmd_check, "zoo": cmd_zoo, "soak": cmd_soak,
+            "merge": cmd_merge, "report": cmd_report}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -293,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"kstress: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt as exc:
-        print(f"kstress: interrupted ({exc or 'SIGINT'}); results kept", file=sys.stderr)
+        print(f"kstress: interrupted ({str(exc) or 'SIGINT'}); results kept", file=sys.stderr)
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         return 0

@@ -340,6 +340,22 @@ def _finish(cfg: RunConfig, base: Path) -> RunConfig:
     return cfg
 
 
+def config_from_dict(d: dict[str, Any]) -> RunConfig:
+    """The RunConfig that RunConfig.as_dict() recorded in a run.json, as it ran
+    (keys this kstress no longer knows are left out)."""
+    known = {k: v for k, v in d.items() if k in RunConfig.__dataclass_fields__}
+    try:
+        return RunConfig(**dict(
+            known, path=Path(d["path"]), results=Path(d.get("results") or "results"),
+            fragments=[Path(p) for p in d.get("fragments") or []],
+            workloads=[WorkloadChoice(**w) for w in d.get("workloads") or []],
+            known_issues=[KnownIssue(**k) for k in d.get("known_issues") or []],
+            variants=[Variant(v["name"], [Path(p) for p in v["fragments"]], v.get("overrides") or {})
+                      for v in d.get("variants") or []]))
+    except (KeyError, TypeError) as exc:
+        raise UsageError(f"not a run config as kstress records it ({exc!r})") from None
+
+
 def apply_overrides(cfg: RunConfig, **overrides: Any) -> RunConfig:
     """Command-line options override the file; None means 'not given'."""
     cfg = copy.deepcopy(cfg)

@@ -9,7 +9,11 @@ the repository has dashes), so an installed kstress runs from any directory.
 
 from __future__ import annotations
 
+import functools
+import subprocess
 from pathlib import Path
+
+from harness import __version__
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 _INSTALLED = PACKAGE_DIR / "data"
@@ -30,6 +34,7 @@ CLEAN_FIX_SERIES = EXAMPLES_DIR / "fix-deferred-split-6.12"
 DEFAULT_CONFIG = CONFIGS_DIR / "default.yaml"
 # The run.json schema ships inside the package itself.
 RUN_SCHEMA = PACKAGE_DIR / "run" / "run.schema.json"
+SOAK_SCHEMA = PACKAGE_DIR / "modes" / "soak.schema.json"  # soak.json of `kstress soak` and `kstress merge`
 
 
 # The fragments a kernel gets when a config names none. Named, not globbed:
@@ -47,3 +52,22 @@ def default_fragments() -> list[Path]:
 def shipped_configs() -> dict[str, Path]:
     """Run configs by short name ("default", "quick", ...)."""
     return {p.stem: p for p in sorted(CONFIGS_DIR.glob("*.yaml"))}
+
+
+@functools.lru_cache(maxsize=1)
+def kstress_identity() -> dict:
+    """This kstress: its version and, run from a git checkout, the commit and
+    whether files differ from it (run.json keeps it: a repro says when its
+    workloads or harness may differ from the run's)."""
+    commit, dirty = None, None
+    if not INSTALLED and (PACKAGE_DIR.parent / ".git").exists():
+        try:
+            git = ["git", "-C", str(PACKAGE_DIR.parent)]
+            commit = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True,
+                                    timeout=10).stdout.strip() or None
+            status = subprocess.run([*git, "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                                    text=True, timeout=10)
+            dirty = bool(status.stdout.strip()) if status.returncode == 0 and commit else None
+        except (OSError, subprocess.SubprocessError):
+            commit = None
+    return {"version": __version__, "commit": commit, "dirty": dirty}

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from test_console_data import DATA_DIR, read_console_case
 
-from harness.console import analyze_file, analyze_text, scan_command, scanner
+from harness.console import analyze_file, analyze_text, prefilter, scan_command, scanner
 from harness.console.prefilter import PREFILTER_ENV
 
 SWAPOPS = read_console_case(DATA_DIR / "swapops_bug_6.12_printk_time.log").raw_log
@@ -124,6 +124,24 @@ def test_grep_and_python_prefilters_agree_on_every_data_log(tmp_path, monkeypatc
     with_grep = [[f.to_dict() for f in analyze_file(p)] for p in logs]
     monkeypatch.setenv(PREFILTER_ENV, "python")
     assert with_grep == [[f.to_dict() for f in analyze_file(p)] for p in logs]
+
+
+def test_grep_rows_split_across_reads_and_overlong_lines_give_the_same_findings(tmp_path, monkeypatch):
+    # grep's rows arrive in 7-byte reads (rows straddle them); rows over 64 bytes
+    # are not held (the scanner reads those lines from the file): an overlong
+    # chatter line holding anchors, an overlong panic line, every data log.
+    long_chatter = b"[   3.000000] user said WARNING: " + b"BUG: " * 40 + b"\n"
+    long_panic = b"[   4.000000] Kernel panic - not syncing: " + b"x" * 200 + b"\n"
+    logs = [_multi_boot_log(), long_chatter * 3 + SWAPOPS, long_chatter + long_panic + long_chatter]
+    logs += [read_console_case(p).raw_log for p in sorted(DATA_DIR.glob("*.log"))]
+    paths = [_write(tmp_path, f"{i}.log", log) for i, log in enumerate(logs)]
+    monkeypatch.setenv(PREFILTER_ENV, "python")
+    expected = [[f.to_dict() for f in analyze_file(p)] for p in paths]
+    monkeypatch.delenv(PREFILTER_ENV)
+    monkeypatch.setattr(prefilter, "_READ_BYTES", 7)
+    monkeypatch.setattr(prefilter, "MAX_ROW_BYTES", 64)
+    assert [[f.to_dict() for f in analyze_file(p)] for p in paths] == expected
+    assert [f.title for f in analyze_file(paths[2])] == ["kernel panic: " + "x" * 200]
 
 
 def test_second_boot_without_crash_or_shutdown_is_unexpected_reboot():

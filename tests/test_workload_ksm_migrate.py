@@ -17,9 +17,24 @@ import time
 from pathlib import Path
 
 import pytest
-from workload_host import KERNEL_LIKE, assert_usage_error, build, counts, nodes_with_memory, run, summary
+from workload_host import (
+    assert_clean_run,
+    assert_flipped_byte_found,
+    assert_plan_of_the_seed,
+    assert_progress_has_no_keys,
+    assert_usage_error,
+    binary_fixture,
+    c_workload_manifest,
+    counts,
+    nodes_with_memory,
+    notes,
+    plan_text,
+    run,
+    sigterm_when_ready,
+    summary,
+    workload,
+)
 
-import harness.stress.manifest as wl
 from harness.stress.vmstat import deltas, missing_evidence
 
 NAME = "ksm_migrate"
@@ -27,15 +42,7 @@ KSM = Path("/sys/kernel/mm/ksm")
 KNOBS = {"run": "0", "pages_to_scan": "100", "sleep_millisecs": "20", "merge_across_nodes": "1"}
 # Seed 27 unmerges by madvise 4.3 s in; seed 20 by run=2 4.1 s in (--plan 1).
 MADVISE_SEED, RUN2_SEED = 27, 20
-
-
-def workload() -> wl.Workload:
-    return wl.load_workloads()[NAME]
-
-
-@pytest.fixture(scope="module")
-def binary(tmp_path_factory) -> Path:
-    return build(NAME, tmp_path_factory.mktemp("cache"))
+binary = binary_fixture(NAME)
 
 
 def host_knobs() -> dict[str, str]:
@@ -55,18 +62,16 @@ def knobs_in(d: Path) -> dict[str, str]:
 
 
 def test_manifest():
-    w = workload()
+    w = c_workload_manifest(NAME)
     assert {"ksm", "migration", "numa", "fork"} <= set(w.stresses)
     assert {"CONFIG_KSM", "CONFIG_MIGRATION", "CONFIG_NUMA", "CONFIG_PROC_PAGE_MONITOR"} <= set(w.kernel_options)
     assert w.evidence == ["pgmigrate_success", "cow_ksm"]
-    assert w.default_duration == 30
-    assert w.argv(30, 4) == [f"/usr/bin/{NAME}", "--duration", "30", "--seed", "4"]
 
 
 def test_the_runner_sees_every_evidence_counter_move():
     # deltas() keeps only the families in EVIDENCE_PREFIXES: without
     # "cow_ksm" every guest run would fail "no evidence".
-    evidence = workload().evidence
+    evidence = workload(NAME).evidence
     delta = deltas({name: 0 for name in evidence}, {name: 1 for name in evidence})
     assert not missing_evidence(delta, evidence)
 
@@ -75,11 +80,8 @@ def test_host_run_leaves_ksmd_alone(binary):
     before = host_knobs()
     res = run(binary, "--duration", "6", "--seed", str(MADVISE_SEED), "--no-ksmd")
     assert host_knobs() == before
-    assert res.returncode == 0, res.stderr
-    assert not KERNEL_LIKE.search(res.stdout), res.stdout
-    for line in res.stdout.splitlines():
-        if " progress: " in line:
-            assert "=" not in line, line
+    assert_clean_run(res)
+    assert_progress_has_no_keys(res.stdout)
     s = summary(res.stdout, NAME)
     c = counts(res.stdout, NAME)
     for key in ("pages_verified", "pages_written", "child_pages_verified", "child_cow_writes", "forks",
@@ -88,11 +90,11 @@ def test_host_run_leaves_ksmd_alone(binary):
     assert c["forks"] == c["children_reaped"] and c["ksm_after_unmerge"] == 0, res.stdout
     assert s["ksmd"] in ("untouched", "none") and c["run2_cycles"] == 0, res.stdout
     assert f"{NAME} knobs:" not in res.stdout   # no supervisor: nothing to put back
-    notes = "\n".join(ln for ln in res.stdout.splitlines() if " note: " in ln)
+    said = notes(res.stdout)
     if before.get("run", "").strip() == "0":
-        assert "ksmd is not running" in notes and c["max_merging_pages"] == 0, res.stdout
+        assert "ksmd is not running" in said and c["max_merging_pages"] == 0, res.stdout
     if nodes_with_memory() < 2:
-        assert s["migration"] == "off" and "NUMA node" in notes, res.stdout
+        assert s["migration"] == "off" and "NUMA node" in said, res.stdout
         assert c["move_pages_calls"] == 0 and c["ksm_pages_moved"] == 0
     assert c["ksm_pages_moved"] <= c["ksm_mappings_moved"] <= c["pages_moved"]
     assert c["ksm_moved_still_ksm"] <= c["ksm_pages_moved"]
@@ -112,20 +114,11 @@ def test_knobs_are_set_and_put_back(binary, tmp_path):
 
 def test_sigterm_puts_the_knobs_back(binary, tmp_path):
     d = fake_ksm_dir(tmp_path)
-    proc = subprocess.Popen([str(binary), "--duration", "60", "--seed", "1", "--ksm-dir", str(d),
-                             "--pages-to-scan", "777"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 30
-        while (d / "pages_to_scan").read_text().strip() != "777":
-            assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
-            time.sleep(0.05)
-        assert (d / "run").read_text().strip() == "1"
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == -signal.SIGTERM, (out, err)
+    # ksmd set for the run (run=1 is written last): then SIGTERM.
+    status, out, err = sigterm_when_ready(
+        [str(binary), "--duration", "60", "--seed", "1", "--ksm-dir", str(d), "--pages-to-scan", "777"],
+        lambda: knobs_in(d)["pages_to_scan"] == "777" and knobs_in(d)["run"] == "1")
+    assert status == -signal.SIGTERM, (out, err)
     assert knobs_in(d) == KNOBS
     assert f"{NAME} knobs: knobs_restored=yes" in out and f"{NAME} summary" not in out
     # The workload process died with it (its fork children end on their own).
@@ -135,32 +128,18 @@ def test_sigterm_puts_the_knobs_back(binary, tmp_path):
         time.sleep(0.1)
 
 
-def plan(binary: Path, seed: int, n: int = 25) -> str:
-    res = run(binary, "--plan", str(n), "--seed", str(seed))
-    assert res.returncode == 0, res.stderr
-    return res.stdout
-
-
 def test_plan_is_decided_by_the_seed(binary):
-    first = plan(binary, 7)
-    assert first == plan(binary, 7) and first != plan(binary, 8)
-    lines = first.splitlines()
-    for stream in ("verifier", "writer", "migrator", "fork", "cycle"):
-        assert sum(ln.startswith(f"plan {stream} ") for ln in lines) == 25, (stream, first)
+    first = assert_plan_of_the_seed(binary, ("verifier", "writer", "migrator", "fork", "cycle"))
     layout = re.search(r"(\d+) pages popular, (\d+) unique", first)
     assert int(layout.group(1)) > 3 * int(layout.group(2)), first   # many duplicates, some unique
-    assert "plan cycle 0: after 4.290s madvise" in plan(binary, MADVISE_SEED, 1)
-    assert "plan cycle 0: after 4.070s run2" in plan(binary, RUN2_SEED, 1)
+    assert "plan cycle 0: after 4.290s madvise" in plan_text(binary, MADVISE_SEED, 1)
+    assert "plan cycle 0: after 4.070s run2" in plan_text(binary, RUN2_SEED, 1)
 
 
 def test_a_flipped_byte_is_a_data_mismatch(binary):
     res = run(binary, "--duration", "3", "--seed", "5", "--no-ksmd", "--self-test-corrupt")
-    assert res.returncode == 1, (res.returncode, res.stderr)
-    flipped = re.search(r"flipping the byte at offset (0x[0-9a-f]+)", res.stderr)
-    found = re.search(r"data mismatch at offset (0x[0-9a-f]+) \(page \d+, word \d+\): expected byte "
-                      r"0x[0-9a-f]{2}, found 0x[0-9a-f]{2}.*page state: present", res.stderr)
-    assert flipped and found and found.group(1) == flipped.group(1), res.stderr
-    assert f"byte at offset {flipped.group(1)}\n" in plan(binary, 5, 1)
+    assert_flipped_byte_found(binary, res, r"data mismatch at offset (0x[0-9a-f]+) \(page \d+, word \d+\): "
+                              r"expected byte 0x[0-9a-f]{2}, found 0x[0-9a-f]{2}.*page state: present")
 
 
 @pytest.mark.parametrize("args", [

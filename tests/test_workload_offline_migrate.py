@@ -12,14 +12,21 @@ from __future__ import annotations
 
 import re
 import signal
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
-from workload_host import KERNEL_LIKE, assert_usage_error, build, counts, run, summary
-
-import harness.stress.manifest as wl
+from workload_host import (
+    assert_clean_run,
+    assert_flipped_byte_found,
+    assert_plan_of_the_seed,
+    assert_usage_error,
+    binary_fixture,
+    c_workload_manifest,
+    counts,
+    run,
+    sigterm_when_ready,
+    summary,
+)
 
 NAME = "offline_migrate"
 MEMORY = Path("/sys/devices/system/memory")
@@ -27,15 +34,7 @@ MEMORY = Path("/sys/devices/system/memory")
 FAKE = [("online", "DMA32"), ("online", "Normal"), ("online", "none"), ("online", "Movable"),
         ("online", "Movable"), ("offline", "Movable Normal")]
 FAR = 0x100000  # phys_index of fake memory0: 128 TiB up, where no page of ours is
-
-
-def workload() -> wl.Workload:
-    return wl.load_workloads()[NAME]
-
-
-@pytest.fixture(scope="module")
-def binary(tmp_path_factory) -> Path:
-    return build(NAME, tmp_path_factory.mktemp("cache"))
+binary = binary_fixture(NAME)
 
 
 def fake_memory(tmp_path: Path, blocks=FAKE, first_index: int = FAR, block_bytes: int = 128 << 20) -> Path:
@@ -68,12 +67,10 @@ def movable_online_blocks() -> int:
 
 
 def test_manifest():
-    w = workload()
+    w = c_workload_manifest(NAME)
     assert {"migration", "numa", "fork"} <= set(w.stresses)
     assert {"CONFIG_MEMORY_HOTPLUG", "CONFIG_MEMORY_HOTREMOVE", "CONFIG_MIGRATION"} <= set(w.kernel_options)
     assert w.evidence == ["pgmigrate_success"]
-    assert w.default_duration == 30
-    assert w.argv(30, 4) == [f"/usr/bin/{NAME}", "--duration", "30", "--seed", "4"]
 
 
 @pytest.mark.skipif(not MEMORY.is_dir(), reason=f"{MEMORY} missing (a host kernel without memory hotplug)")
@@ -81,8 +78,7 @@ def test_dry_run_on_the_host_writes_no_block(binary):
     before = {p: p.read_text() for p in MEMORY.glob("memory[0-9]*/state")}
     res = run(binary, "--duration", "3", "--seed", "2", "--dry-run", "--mb", "32")
     assert {p: p.read_text() for p in MEMORY.glob("memory[0-9]*/state")} == before
-    assert res.returncode == 0, res.stderr
-    assert not KERNEL_LIKE.search(res.stdout), res.stdout
+    assert_clean_run(res)
     s, c = summary(res.stdout, NAME), counts(res.stdout, NAME)
     assert s["mode"] == "dry-run" and c["memory_blocks"] == len(before), res.stdout
     assert c["candidates"] == movable_online_blocks() and c["blocks_offlined"] == 0, res.stdout
@@ -95,8 +91,7 @@ def test_dry_run_on_the_host_writes_no_block(binary):
 def test_fake_blocks_are_offlined_and_onlined_while_memory_is_verified(binary, tmp_path):
     d = fake_memory(tmp_path)
     res = run(binary, "--duration", "4", "--seed", "3", "--mb", "32", "--memory-dir", str(d))
-    assert res.returncode == 0, res.stderr
-    assert not KERNEL_LIKE.search(res.stdout), res.stdout
+    assert_clean_run(res)
     s, c = summary(res.stdout, NAME), counts(res.stdout, NAME)
     assert s["candidate_blocks"] == "3,4" and c["memory_blocks"] == 6 and c["block_mb"] == 128, res.stdout
     assert c["blocks_offlined"] > 0 and c["blocks_offlined"] == c["blocks_onlined"], res.stdout
@@ -137,35 +132,16 @@ def test_a_page_left_in_an_offline_block_is_the_kernels_fault(binary, tmp_path):
 
 def test_sigterm_onlines_the_blocks_again(binary, tmp_path):
     d = fake_memory(tmp_path)
-    proc = subprocess.Popen([str(binary), "--duration", "60", "--seed", "4", "--mb", "16", "--memory-dir", str(d)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 30
-        while "offline" not in states(d)[3:5]:
-            assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
-            time.sleep(0.005)
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == -signal.SIGTERM, (out, err)
+    status, out, err = sigterm_when_ready(
+        [str(binary), "--duration", "60", "--seed", "4", "--mb", "16", "--memory-dir", str(d)],
+        lambda: "offline" in states(d)[3:5], poll=0.005)
+    assert status == -signal.SIGTERM, (out, err)
     assert "offline" not in states(d)[3:5] and states(d)[5] == "offline"
     assert f"{NAME} blocks: blocks_restored=yes" in out and f"{NAME} summary" not in out
 
 
-def plan(binary: Path, seed: int, n: int = 25) -> str:
-    res = run(binary, "--plan", str(n), "--seed", str(seed))
-    assert res.returncode == 0, res.stderr
-    return res.stdout
-
-
 def test_plan_is_decided_by_the_seed(binary):
-    first = plan(binary, 7)
-    assert first == plan(binary, 7) and first != plan(binary, 8)
-    lines = first.splitlines()
-    for stream in ("faulter0", "faulter1", "offliner", "fork"):
-        assert sum(ln.startswith(f"plan {stream} ") for ln in lines) == 25, (stream, first)
+    first = assert_plan_of_the_seed(binary, ("faulter0", "faulter1", "offliner", "fork"))
     kinds = {m.group(1) for m in re.finditer(r"^plan faulter\d \d+: (\w+) ", first, re.M)}
     assert kinds == {"read", "write", "zap"}, kinds
 
@@ -174,13 +150,8 @@ def test_a_flipped_byte_is_a_data_mismatch(binary, tmp_path):
     d = fake_memory(tmp_path)
     res = run(binary, "--duration", "3", "--seed", "5", "--mb", "16", "--memory-dir", str(d),
               "--self-test-corrupt")
-    assert res.returncode == 1, (res.returncode, res.stderr)
-    flipped = re.search(r"flipping the byte at offset (0x[0-9a-f]+)", res.stderr)
-    found = re.search(r"data mismatch at offset (0x[0-9a-f]+) \(page \d+\): expected byte .*found .*"
-                      r"page state: present pfn", res.stderr)
-    assert flipped and found and found.group(1) == flipped.group(1), res.stderr
-    res_plan = run(binary, "--plan", "1", "--seed", "5", "--mb", "16")
-    assert f"byte at offset {flipped.group(1)}\n" in res_plan.stdout
+    assert_flipped_byte_found(binary, res, r"data mismatch at offset (0x[0-9a-f]+) \(page \d+\): expected byte "
+                              r".*found .*page state: present pfn", "--mb", "16")
     assert "offline" not in states(d)[3:5]
 
 

@@ -23,33 +23,29 @@ from junit_schema import validate
 from run_schema import validate_run_json
 from test_e2e_run import kstress, run_dir_of
 from workload_host import (
-    KERNEL_LIKE,
     active_swap_devices,
-    assert_static,
+    assert_clean_run,
+    assert_progress_has_no_keys,
+    assert_took_planned_decisions,
     assert_usage_error,
-    build,
+    binary_fixture,
+    c_workload_manifest,
     counts,
+    decisions,
     nodes_with_memory,
+    notes,
+    plan_decisions_of_the_seed,
     run,
     summary,
+    workload,
 )
 
-import harness.stress.manifest as wl
 from harness.kernel import DEFAULT_SOURCE
 
 NAME = "reclaim_pressure"
-DECISION = re.compile(r"^decision (\w+) n=\d+ .*$", re.M)
 LOGGED = 12
 CGROUP_NA = ("events_high", "events_max", "events_oom_kill", "pgscan", "pgsteal", "workingset_refault_anon")
-
-
-def workload() -> wl.Workload:
-    return wl.load_workloads()[NAME]
-
-
-@pytest.fixture(scope="module")
-def binary(tmp_path_factory) -> Path:
-    return build(NAME, tmp_path_factory.mktemp("cache"))
+binary = binary_fixture(NAME)
 
 
 def host_memcg_v2() -> bool:
@@ -65,32 +61,18 @@ def host_memcg_v2() -> bool:
     return False
 
 
-def decisions(out: str) -> dict[str, list[str]]:
-    streams: dict[str, list[str]] = {}
-    for m in DECISION.finditer(out):
-        streams.setdefault(m.group(1), []).append(m.group(0))
-    return streams
-
-
 def test_manifest():
-    w = workload()
+    w = c_workload_manifest(NAME)
     assert {"reclaim", "swap", "migration", "thp", "fork", "numa"} <= set(w.stresses)
     assert {"CONFIG_MEMCG", "CONFIG_SWAP", "CONFIG_MIGRATION", "CONFIG_NUMA",
             "CONFIG_TRANSPARENT_HUGEPAGE"} <= set(w.kernel_options)
     assert {"pswpout", "pswpin", "pgsteal_anon"} <= set(w.evidence)
-    assert w.default_duration == 30
-    assert w.argv(30, 4) == [f"/usr/bin/{NAME}", "--duration", "30", "--seed", "4"]
-
-
-def test_build_is_static(binary):
-    assert_static(binary)
 
 
 def test_host_run(binary):
     res = run(binary, "--duration", "3", "--seed", "3", "--log", str(LOGGED))
-    assert res.returncode == 0, (res.stdout, res.stderr)
-    assert not KERNEL_LIKE.search(res.stdout), res.stdout
-    assert all("=" not in ln for ln in res.stdout.splitlines() if " progress: " in ln)
+    assert_clean_run(res)
+    assert_progress_has_no_keys(res.stdout)
     s, values = summary(res.stdout, NAME), counts(res.stdout, NAME)
     for key in ("verify_ops", "write_ops", "sweep_ops", "thp_refreshes", "pages_verified", "pages_written",
                 "forks", "child_pages_verified", "batches", "query_calls"):
@@ -100,35 +82,28 @@ def test_host_run(binary):
     assert values["sweeps"] >= values["workers"] == 2, res.stdout
     assert values["allocated_bytes"] == 2 * 64 << 20 and values["working_set_mb"] == 128
     assert values["small_mb"] + values["thp_mb"] + values["shmem_mb"] == 64 and values["shmem_mb"] == 16
-    notes = "\n".join(ln for ln in res.stdout.splitlines() if " note: " in ln)
+    said = notes(res.stdout)
     if not host_memcg_v2():
         assert s["cgroup"] == "off" and s["pressure"] == "off", res.stdout
-        assert re.search(r"no memory cgroup \(\S.*\): the workers ran without limits", notes), notes
+        assert re.search(r"no memory cgroup \(\S.*\): the workers ran without limits", said), said
         assert all(s[k] == "n/a" for k in CGROUP_NA), res.stdout
         assert values["limit_changes"] == values["reclaim_writes"] == 0
     else:
         assert s["cgroup"] == "on" and values["limit_changes"] + values["reclaim_writes"] > 0
-        assert values["events_oom_kill"] == 0 and "cleaning up" not in notes, res.stdout
+        assert values["events_oom_kill"] == 0 and "cleaning up" not in said, res.stdout
     if active_swap_devices() == 0:
         assert s["swap"] == "off" and s["pressure"] == "off", res.stdout
-        assert "no swap device is active" in notes or s["cgroup"] == "off", res.stdout
+        assert "no swap device is active" in said or s["cgroup"] == "off", res.stdout
     if nodes_with_memory() < 2:
-        assert s["migration"] == "off" and "NUMA node" in notes, res.stdout
+        assert s["migration"] == "off" and "NUMA node" in said, res.stdout
         assert values["pages_moved"] == values["move_pages_calls"] == 0
-    # The run took the decisions that --plan derives from the seed alone.
-    plan = run(binary, "--seed", "3", "--plan", str(LOGGED))
-    planned, taken = decisions(plan.stdout), decisions(res.stdout)
+    planned, taken = assert_took_planned_decisions(binary, res.stdout, 3, LOGGED)
     assert sorted(taken) == sorted(planned) == ["control", "migrator0", "migrator1", "worker0", "worker1"]
-    for stream, lines in taken.items():
-        assert lines == planned[stream][:len(lines)] and len(lines) >= 3, (stream, lines)
+    assert all(len(lines) >= 3 for lines in taken.values()), taken
 
 
 def test_plan_depends_on_the_seed_and_the_options_only(binary):
-    first = run(binary, "--seed", "11", "--plan", "40")
-    assert first.returncode == 0 and first.stdout == run(binary, "--seed", "11", "--plan", "40").stdout
-    assert run(binary, "--seed", "12", "--plan", "40").stdout != first.stdout
-    streams = decisions(first.stdout)
-    assert all(len(lines) == 40 for lines in streams.values())
+    streams = plan_decisions_of_the_seed(binary, 11, 40)
     kinds = {re.search(r"kind=(\S+)", ln).group(1) for ln in streams["control"]}
     assert kinds == {"max", "high", "reclaim-leaf", "reclaim-all"}, kinds
     three = decisions(run(binary, "--seed", "11", "--plan", "5", "--workers", "3").stdout)
@@ -239,7 +214,7 @@ def test_guest_run_squeezes_its_cgroup_into_swap(kernel_cache, tmp_path):
     work = record["workloads"][NAME]
     assert work["exit_status"] == 0
     delta = work["vmstat_delta"]
-    assert all(delta[name] > 0 for name in workload().evidence), delta
+    assert all(delta[name] > 0 for name in workload(NAME).evidence), delta
     out = (run_dir / f"{NAME}.out").read_text()
     s, values = summary(out, NAME), counts(out, NAME)
     # systemd's cgroup2 at /sys/fs/cgroup, swap and two nodes: the full run.

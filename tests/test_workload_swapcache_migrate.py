@@ -15,39 +15,37 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from workload_host import KERNEL_LIKE, active_swap_devices, assert_usage_error, build, nodes_with_memory, run, summary
-
-import harness.stress.manifest as wl
+from workload_host import (
+    active_swap_devices,
+    assert_clean_run,
+    assert_flipped_byte_found,
+    assert_plan_of_the_seed,
+    assert_progress_has_no_keys,
+    assert_usage_error,
+    binary_fixture,
+    c_workload_manifest,
+    nodes_with_memory,
+    notes,
+    run,
+    summary,
+)
 
 NAME = "swapcache_migrate"
-
-
-def workload() -> wl.Workload:
-    return wl.load_workloads()[NAME]
-
-
-@pytest.fixture(scope="module")
-def binary(tmp_path_factory) -> Path:
-    return build(NAME, tmp_path_factory.mktemp("cache"))
+binary = binary_fixture(NAME)
 
 
 def test_manifest():
-    w = workload()
+    w = c_workload_manifest(NAME)
     assert {"swap", "migration", "fork", "numa"} <= set(w.stresses)
     assert {"CONFIG_SWAP", "CONFIG_MIGRATION", "CONFIG_NUMA", "CONFIG_ADVISE_SYSCALLS",
             "CONFIG_PROC_PAGE_MONITOR"} <= set(w.kernel_options)
     assert w.evidence == ["pswpout", "pswpin", "pgmigrate_success"]
-    assert w.default_duration == 30
-    assert w.argv(30, 4) == [f"/usr/bin/{NAME}", "--duration", "30", "--seed", "4"]
 
 
 def test_host_run(binary):
     res = run(binary, "--duration", "3", "--seed", "11")
-    assert res.returncode == 0, res.stderr
-    assert not KERNEL_LIKE.search(res.stdout), res.stdout
-    for line in res.stdout.splitlines():
-        if " progress: " in line:
-            assert "=" not in line, line
+    assert_clean_run(res)
+    assert_progress_has_no_keys(res.stdout)
     s = summary(res.stdout, NAME)
     counts = {k: int(v) for k, v in s.items() if v.isdigit()}
     for key in ("fault_ops", "pages_read", "pages_verified", "child_pages_verified", "forks",
@@ -56,37 +54,27 @@ def test_host_run(binary):
         assert counts[key] > 0, (key, res.stdout)
     assert counts["forks"] == counts["children_reaped"]
     assert s["seed"] == "11" and s["mb"] == "128" and counts["pages"] == 128 * 256
-    notes = "\n".join(ln for ln in res.stdout.splitlines() if " note: " in ln)
+    said = notes(res.stdout)
     if active_swap_devices() == 0:
-        assert s["swap"] == "off" and "swap device" in notes, res.stdout
+        assert s["swap"] == "off" and "swap device" in said, res.stdout
         assert counts["swapped_out_seen"] == 0 and counts["swapcache_seen"] == 0
     if active_swap_devices() == 0 or nodes_with_memory() < 2:
-        assert "the cycler does not run" in notes and counts["cycles"] == 0, res.stdout
+        assert "the cycler does not run" in said and counts["cycles"] == 0, res.stdout
     if nodes_with_memory() < 2:
-        assert s["migration"] == "off" and "NUMA node" in notes, res.stdout
+        assert s["migration"] == "off" and "NUMA node" in said, res.stdout
         assert counts["move_pages_calls"] == 0 and counts["pages_moved"] == 0
         assert counts["query_calls"] > 0
     else:
         assert s["migration"] == "on" and counts["move_pages_calls"] > 0, res.stdout
     if s["kpageflags"] != "ok":
-        assert "/proc/kpageflags" in notes and counts["swapcache_pages_migrated"] == 0, res.stdout
+        assert "/proc/kpageflags" in said and counts["swapcache_pages_migrated"] == 0, res.stdout
     assert counts["swapcache_pages_migrated"] <= counts["swapcache_requested"]
     assert counts["swapcache_migrated_new_pfn"] <= counts["swapcache_pages_migrated"]
 
 
-def plan(binary: Path, seed: int, n: int = 25) -> str:
-    res = run(binary, "--plan", str(n), "--seed", str(seed), "--mb", "64")
-    assert res.returncode == 0, res.stderr
-    return res.stdout
-
-
 def test_plan_is_decided_by_the_seed(binary):
-    first = plan(binary, 7)
-    assert first == plan(binary, 7)
-    assert first != plan(binary, 8)
+    first = assert_plan_of_the_seed(binary, ("pager", "faulter0", "faulter1", "migrator", "fork"), "--mb", "64")
     lines = first.splitlines()
-    for stream in ("pager", "faulter0", "faulter1", "migrator", "fork"):
-        assert sum(ln.startswith(f"plan {stream} ") for ln in lines) == 25, (stream, first)
     (cycler,) = [ln for ln in lines if ln.startswith("plan cycler:")]
     assert len(cycler.split()) == 2 + 25 and all(0 <= int(k) < 32 for k in cycler.split()[2:]), cycler
     assert any(re.match(r"plan faulter\d \d+: write ", ln) for ln in lines)
@@ -95,14 +83,8 @@ def test_plan_is_decided_by_the_seed(binary):
 
 def test_self_test_corrupt_is_a_data_mismatch(binary):
     res = run(binary, "--duration", "2", "--seed", "5", "--mb", "64", "--self-test-corrupt")
-    assert res.returncode == 1, (res.returncode, res.stderr)
-    flipped = re.search(r"flipping the byte at offset (0x[0-9a-f]+)", res.stderr)
-    assert flipped, res.stderr
-    found = re.search(r"data mismatch at offset (0x[0-9a-f]+) .*expected byte .*found .*pagemap: \S",
-                      res.stderr)
-    assert found and found.group(1) == flipped.group(1), res.stderr
-    # The run drew the offset from the same seeded stream that --plan shows.
-    assert f"byte at offset {flipped.group(1)}\n" in plan(binary, 5)
+    assert_flipped_byte_found(binary, res, r"data mismatch at offset (0x[0-9a-f]+) .*expected byte .*found "
+                              r".*pagemap: \S", "--mb", "64")
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="drops root to run unprivileged")

@@ -8,58 +8,44 @@ from __future__ import annotations
 
 import re
 import shutil
-from pathlib import Path
 
 import pytest
 from junit_schema import validate
 from run_schema import validate_run_json
 from test_e2e_run import REPO, kstress, run_dir_of
 from workload_host import (
-    KERNEL_LIKE,
-    assert_static,
+    assert_child_found_flipped_byte,
+    assert_clean_run,
+    assert_migration_as_the_host_allows,
+    assert_took_planned_decisions,
     assert_usage_error,
-    build,
+    binary_fixture,
+    c_workload_manifest,
     counts,
-    decisions,
-    nodes_with_memory,
+    plan_decisions_of_the_seed,
     run,
     summary,
+    workload,
 )
 
-import harness.stress.manifest as wl
 from harness.kernel.build import DEFAULT_SOURCE
 
 NAME = "thp_split"
 LOGGED = 20
-
-
-@pytest.fixture(scope="module")
-def binary(tmp_path_factory) -> Path:
-    return build(NAME, tmp_path_factory.mktemp("cache"))
-
-
-def numa_syscalls() -> bool:
-    return Path("/sys/devices/system/node/node0").is_dir()
+binary = binary_fixture(NAME)
 
 
 def test_manifest():
-    w = wl.load_workloads()[NAME]
+    w = c_workload_manifest(NAME)
     assert {"thp", "split", "migration", "reclaim", "fork", "numa"} <= set(w.stresses)
     assert {"CONFIG_TRANSPARENT_HUGEPAGE", "CONFIG_MIGRATION", "CONFIG_NUMA", "CONFIG_MEMCG",
             "CONFIG_SHRINKER_DEBUG", "CONFIG_DEBUG_FS"} <= set(w.kernel_options)
-    assert w.default_duration == 30
     assert {"thp_deferred_split_page", "thp_split_page", "pgmigrate_success"} <= set(w.evidence)
-    assert w.argv(5, 9) == [f"/usr/bin/{NAME}", "--duration", "5", "--seed", "9"]
-
-
-def test_build_is_static(binary):
-    assert_static(binary)
 
 
 def test_host_run(binary):
     res = run(binary, "--duration", "3", "--seed", "3", "--log", str(LOGGED))
-    assert res.returncode == 0, (res.stdout, res.stderr)
-    assert not KERNEL_LIKE.search(res.stdout), res.stdout
+    assert_clean_run(res)
     values, text = counts(res.stdout, NAME), summary(res.stdout, NAME)
     for key in ("ops", "writes", "verifies", "dontneed", "munmap_part", "fill_holes", "refresh",
                 "mprotect", "pageout", "forks", "children_checked", "child_pages_verified",
@@ -70,12 +56,7 @@ def test_host_run(binary):
     # MADV_COLLAPSE (6.1+) is tried; what it returned is counted.
     assert sum(values[k] for k in ("collapse_ok", "collapse_eagain", "collapse_enomem", "collapse_ebusy",
                                          "collapse_einval")) > 0
-    assert values["nodes"] == max(1, nodes_with_memory()) or not numa_syscalls(), res.stdout
-    if values["nodes"] >= 2:
-        assert text["migration"] == "on" and values["pages_moved"] > 0, res.stdout
-    else:
-        assert text["migration"] == "off" and values["pages_moved"] == 0, res.stdout
-        assert "thp_split note: one NUMA node" in res.stdout or not numa_syscalls(), res.stdout
+    assert_migration_as_the_host_allows(res.stdout, NAME)
     # What the host lacks is said, and the proof is not claimed without its means.
     if text["split_huge_pages"] == "off":
         assert "thp_split note: no debugfs splits" in res.stdout
@@ -86,30 +67,18 @@ def test_host_run(binary):
         assert text["shrinker_proof"] == "unavailable", res.stdout
     assert text["shrinker_proof"] in ("reclaim", "scan", "none", "unavailable")
     # The vmstat line covers the counters the manifest names.
-    for counter in wl.load_workloads()[NAME].evidence:
+    for counter in workload(NAME).evidence:
         assert f"vm_{counter}" in values or text.get(f"vm_{counter}") == "-1", counter
 
-    # The run took the decisions that --plan derives from the seed alone.
-    plan = run(binary, "--seed", "3", "--plan", str(LOGGED))
-    assert plan.returncode == 0, plan.stderr
-    planned, taken = decisions(plan.stdout), decisions(res.stdout)
-    assert set(taken) <= set(planned), (taken.keys(), planned.keys())
-    for stream, lines in taken.items():
-        assert lines == planned[stream][:len(lines)], stream
+    _, taken = assert_took_planned_decisions(binary, res.stdout, 3, LOGGED)
     for stream in ("churner0", "churner1", "forker"):
         assert len(taken[stream]) == LOGGED, (stream, res.stdout)
     assert taken["pressure"], res.stdout
 
 
 def test_plan_depends_on_the_seed_only(binary):
-    first = run(binary, "--seed", "11", "--plan", "40")
-    again = run(binary, "--seed", "11", "--plan", "40")
-    other = run(binary, "--seed", "12", "--plan", "40")
-    assert first.returncode == 0 and first.stdout == again.stdout
-    assert other.returncode == 0 and other.stdout != first.stdout
-    streams = decisions(first.stdout)
+    streams = plan_decisions_of_the_seed(binary, 11, 40)
     assert sorted(streams) == ["churner0", "churner1", "forker", "migrator", "pressure"]
-    assert all(len(lines) == 40 for lines in streams.values())
     ops = {re.search(r"op=(\w+)", ln).group(1) for ln in streams["churner0"] + streams["churner1"]}
     assert len(ops) >= 8, ops
 
@@ -124,15 +93,7 @@ def test_without_pressure_nothing_is_claimed(binary):
 
 
 def test_a_flipped_byte_in_a_child_is_reported(binary):
-    res = run(binary, "--duration", "3", "--seed", "5", "--self-test-corrupt")
-    assert res.returncode == 1, (res.stdout, res.stderr)
-    err = res.stderr
-    assert "data mismatch in child of fork #" in err, err
-    assert "first differing offset 0x123 in the page" in err, err
-    assert re.search(r"expected 0x[0-9a-f]{16}, found 0x[0-9a-f]{16}", err), err
-    assert "page state: pagemap: present=1" in err, err
-    assert re.search(r"child \d+ of fork #\d+ found data that differs from what it inherited", err), err
-    assert "thp_split summary" not in res.stdout
+    assert_child_found_flipped_byte(run(binary, "--duration", "3", "--seed", "5", "--self-test-corrupt"), NAME)
 
 
 @pytest.mark.parametrize("args", [

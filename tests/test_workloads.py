@@ -26,6 +26,8 @@ from harness.stress.adapters import c as c_adapter
 from harness.stress.vmstat import deltas, missing_evidence
 
 REPO = Path(__file__).resolve().parent.parent
+C_WORKLOADS = ("migrate_fork", "swapcache_migrate", "vma_churn", "thp_split", "reclaim_pressure",
+               "ksm_migrate", "offline_migrate")
 PLANTED = REPO / "tests" / "data" / "planted"
 
 GOOD = """\
@@ -74,6 +76,12 @@ def test_good_manifest(tmp_path):
     assert w.argv(30, 42) == ["/usr/bin/demo", "--duration", "30", "--seed", "42", "--fixed"]
 
 
+def floors(text: str, inline: bool = False) -> tuple[str, str]:
+    """GOOD's evidence line, and it followed by evidence_floors: ``text``."""
+    line = "evidence: [pgmigrate_success]\n"
+    return line, f"{line}evidence_floors:{' ' if inline else chr(10) + '  '}{text}\n"
+
+
 # (text in GOOD, its replacement, words the error must contain besides the path)
 BAD_MANIFESTS = {
     "unknown key": ("evidence: [pgmigrate_success]\n", "evidence: [pgmigrate_success]\ntimeout: 3\n",
@@ -91,6 +99,13 @@ BAD_MANIFESTS = {
                        ["headers[0]", "no such file", "gone.h", ":9:"]),
     "header not a .h": ("evidence: [pgmigrate_success]\n", "evidence: [pgmigrate_success]\nheaders: [main.c]\n",
                         ["headers[0]", "a relative path to a .h file", ":9:"]),
+    "floors of no accelerator": (*floors("qemu: {pgmigrate_success: 5}"),
+                                 ["evidence_floors.qemu", "expected an accelerator, one of tcg, kvm", ":10:"]),
+    "floor of no counter": (*floors("tcg: {nr_free_pages: 5}"),
+                            ["evidence_floors.tcg.nr_free_pages", "a /proc/vmstat counter of the families"]),
+    "floor not above 0": (*floors("tcg: {pgmigrate_success: 0}"), ["per minute above 0, got 0", ":10:"]),
+    "floor not a number": (*floors("tcg: {pgmigrate_success: many}"), ["expected an integer or a number"]),
+    "floors not a mapping": (*floors("[1]", inline=True), ["evidence_floors", "expected a mapping", ":9:"]),
 }
 
 
@@ -101,6 +116,14 @@ def test_bad_manifest(tmp_path, old, new, words):
     msg = load_error(tmp_path, good.replace(old, new))
     for word in words:
         assert word in msg, (word, msg)
+
+
+def test_evidence_floors_are_per_accelerator_and_per_minute(tmp_path):
+    make_workload(tmp_path, manifest=GOOD.format(name="demo") + "evidence_floors:\n"
+                  "  tcg: {pgmigrate_success: 1000, compact_isolated: 12.5}\n")
+    w = wl.load_workloads(tmp_path)["demo"]
+    assert w.evidence_floors == {"tcg": {"pgmigrate_success": 1000, "compact_isolated": 12.5}}
+    assert wl.load_workloads()["vma_churn"].evidence_floors == {}  # none without measured figures
 
 
 def test_missing_main_source(tmp_path):
@@ -125,8 +148,8 @@ def test_repo_manifests():
     assert "pgmigrate_success" in w.evidence
     assert w.argv(5, 9) == ["/usr/bin/migrate_fork", "--duration", "5", "--seed", "9"]
     shared = (REPO / "workloads" / "lib" / "kstress.h").resolve()
-    for name in ("migrate_fork", "swapcache_migrate", "vma_churn", "thp_split", "reclaim_pressure",
-                 "ksm_migrate", "offline_migrate"):
+    assert sorted(name for name, w in ws.items() if w.kind == "c") == sorted(C_WORKLOADS)
+    for name in C_WORKLOADS:
         assert [h.resolve() for h in ws[name].headers] == [shared], name
 
 
@@ -151,12 +174,19 @@ def test_repo_kernel_options_exist_in_6_12(name, kconfig_6_12):
 
 
 @pytest.fixture(scope="module")
-def migrate_fork_binary(tmp_path_factory) -> Path:
-    return build("migrate_fork", tmp_path_factory.mktemp("cache"))
+def build_cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("cache")
 
 
-def test_build_is_static(migrate_fork_binary):
-    assert_static(migrate_fork_binary)
+@pytest.fixture(scope="module")
+def migrate_fork_binary(build_cache) -> Path:
+    return build("migrate_fork", build_cache)
+
+
+@pytest.mark.parametrize("name", C_WORKLOADS)
+def test_build_is_static(name, build_cache):
+    """Every C workload runs in an initramfs guest, which has no libc."""
+    assert_static(build(name, build_cache))
 
 
 def test_build_is_cached_and_keyed_by_source(tmp_path, monkeypatch):

@@ -5,8 +5,8 @@ from typing import List, Optional, Union
 
 from .boots import group
 from .model import Finding
-from .prefilter import grep_offsets
-from .scanner import scan_file_at, scan_stream, scan_text
+from .prefilter import grep_lines
+from .scanner import scan_file_lines, scan_stream, scan_text
 from .signature import signature_of
 from .symbolize import symbolize
 
@@ -23,10 +23,10 @@ def analyze_file(path: Union[str, "os.PathLike"], vmlinux: Optional[str] = None)
     start/end are byte offsets into the file; excerpt is those bytes decoded as
     UTF-8 with errors="replace" (so it is a substring of the file so decoded).
     """
-    offsets = grep_offsets(os.fspath(path))
+    rows = grep_lines(os.fspath(path))
     with open(path, "rb") as stream:
-        if offsets is not None:
-            events = scan_file_at(stream, os.fstat(stream.fileno()).st_size, offsets)
+        if rows is not None:
+            events = scan_file_lines(stream, os.fstat(stream.fileno()).st_size, rows)
         else:
             events = scan_stream(stream)
         return _finish(group(events), vmlinux)

@@ -2,6 +2,7 @@
 
 import os
 import re
+from functools import lru_cache
 from typing import Iterable, List, Optional
 
 from .model import Frame
@@ -197,7 +198,9 @@ _HELPER_FILES = re.compile(r"^(?:\./)?(?:" + "|".join([
 ]) + r")")
 
 
+@lru_cache(maxsize=4096)
 def is_helper(func: str) -> bool:
+    # Cached: the same few hundred functions recur in every report of a long console.
     return bool(_HELPERS.match(base_name(func)))
 
 

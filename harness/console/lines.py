@@ -54,10 +54,11 @@ def clean(raw: str):
 
 def clean_stamped(raw: str):
     """Return (kernel text, caller id, printk timestamp or None) of one raw console line."""
-    if "\x1b" in raw:
-        raw = _ANSI.sub("", raw)
-    if _CONTROL.search(raw):
-        raw = _CONTROL.sub("", raw)
+    if not raw.isprintable():     # (most lines are: no escape, no control character to remove)
+        if "\x1b" in raw:
+            raw = _ANSI.sub("", raw)
+        if _CONTROL.search(raw):
+            raw = _CONTROL.sub("", raw)
     if raw[:1] != "[" and (" kernel" in raw or " KERNEL" in raw):
         match = _SYSLOG.match(raw)
         if match:

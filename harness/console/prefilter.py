@@ -1,16 +1,16 @@
 """Cheap search for the few substrings every report (or boot event) line contains.
 
 Full parsing runs only on lines holding one of these anchors.  Two searches
-give the same hits: GNU grep -F (one native multi-pattern pass, used for
-files) and bytes/str.find per anchor (pure Python, used for text and when
-grep is unavailable).
+give the same lines: GNU grep -F -b (one native multi-pattern pass that prints
+each such line with its offset, used for files) and bytes/str.find per anchor
+(pure Python, used for text and when grep is unavailable).
 """
 
 import os
 import re
 import shutil
 import subprocess
-from typing import Iterator, List, Optional, Union
+from typing import Iterator, List, Optional, Tuple, Union
 
 from .rules import BOOT_BANNER_ANCHORS, CLEAN_SHUTDOWN_ANCHORS, RULES
 
@@ -20,8 +20,6 @@ from .rules import BOOT_BANNER_ANCHORS, CLEAN_SHUTDOWN_ANCHORS, RULES
 ANCHORS = tuple(dict.fromkeys([*(anchor for rule in RULES for anchor in rule.anchors),
                                 *BOOT_BANNER_ANCHORS, *CLEAN_SHUTDOWN_ANCHORS]))
 _ANCHORS_BYTES = tuple(a.encode() for a in ANCHORS)
-# For checking one line already in hand (not for scanning: one find per anchor is faster there).
-ANCHOR_TEXT = re.compile("|".join(re.escape(a) for a in ANCHORS))
 PREFILTER_ENV = "KSTRESS_SCAN_PREFILTER"     # "python" forces the pure-Python search
 
 
@@ -39,35 +37,59 @@ def find_anchors(data: Union[str, bytes], start: int, end: int) -> List[int]:
     return hits
 
 
-def grep_offsets(path: str) -> Optional[Iterator[int]]:
-    """Byte offsets of all anchors in a file, streamed from GNU grep as it reads.
+# A row of grep's output longer than this is not read whole: the scanner reads
+# the line from the file instead (a console line of megabytes must not cost
+# megabytes here).
+MAX_ROW_BYTES = 16 << 10
+_READ_BYTES = 1 << 16
 
-    None if grep is missing or refuses the options (then search in Python).
-    Offsets stream while grep runs, so parsing overlaps the search.
+
+def grep_lines(path: str) -> Optional[Iterator[Tuple[int, Optional[bytes]]]]:
+    """(byte offset, line) of every line holding an anchor, streamed from GNU grep as it reads.
+
+    The line comes without its newline; it is None when longer than
+    MAX_ROW_BYTES.  None instead of an iterator if grep is missing or refuses
+    the options (then search in Python).  Rows stream while grep runs, so
+    parsing overlaps the search, and a line the scanner can tell from its text
+    alone to be chatter costs no read of the file.
     """
     grep = shutil.which("grep")
     if not grep or os.environ.get(PREFILTER_ENV) == "python":
         return None
-    argv = [grep, "-a", "-b", "-o", "-F"]
+    argv = [grep, "-a", "-b", "-F"]
     for anchor in ANCHORS:
         argv += ["-e", anchor]
     proc = subprocess.Popen(argv + ["--", path], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             env=dict(os.environ, LC_ALL="C"))
-    first = proc.stdout.readline()
+    first = proc.stdout.read1(_READ_BYTES)
     if not first:
         proc.wait()
         if proc.returncode not in (0, 1):
             proc.stderr.close()
             return None
-    return _offsets(proc, first)
+    return _rows(proc, first)
 
 
-def _offsets(proc: subprocess.Popen, first: bytes) -> Iterator[int]:
+def _rows(proc: subprocess.Popen, first: bytes) -> Iterator[Tuple[int, Optional[bytes]]]:
+    """Parse grep's "offset:line" rows from its output, read in blocks."""
     try:
-        row = first
-        while row:
-            yield int(row[:row.index(b":")])
-            row = proc.stdout.readline()
+        pending, block = b"", first
+        skipping = False            # inside a row longer than MAX_ROW_BYTES: its rest is dropped
+        while block:
+            rows = (pending + block if pending else block).split(b"\n")
+            pending = rows.pop()    # a row's start; all of it if no newline came
+            if skipping and rows:
+                skipping = False
+                del rows[0]         # the end of the long row
+            for row in rows:
+                offset, _, line = row.partition(b":")
+                yield int(offset), line
+            if skipping:
+                pending = b""
+            elif len(pending) > MAX_ROW_BYTES:
+                yield int(pending.partition(b":")[0]), None
+                skipping, pending = True, b""
+            block = proc.stdout.read1(_READ_BYTES)
         proc.wait()
         if proc.returncode not in (0, 1):
             raise OSError(f"grep failed: {proc.stderr.read().decode(errors='replace').strip()}")

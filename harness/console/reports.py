@@ -1,12 +1,11 @@
 """Turn the lines of one report into a Finding: extent, fields, guilty frame, title."""
 
 import re
-from typing import Iterator, List, Optional
+from typing import Iterable, Iterator, List, Optional
 
 from . import frames as fr
 from .lines import Line
 from .model import Finding, Frame
-from .prefilter import ANCHOR_TEXT
 from .rules import BOOT_BANNER, PANIC_MSG_END, Rule, match_rule
 from .signature import signature_of
 
@@ -154,7 +153,7 @@ class _Extent:
             return False
         if BOOT_BANNER.match(text):
             return False        # the machine rebooted: whatever came before is over
-        found = match_rule(text) if ANCHOR_TEXT.search(text) else None
+        found = match_rule(text)     # None for the many lines without an anchor
         if found:
             other = found[0]
             if not _belongs_to(self.rule, other, self.lines, self.state):
@@ -231,12 +230,16 @@ def extent(following: Iterator[Line], start: Line, rule: Rule) -> List[Line]:
     return walk.report()
 
 
-def prelude(lines_before: List[Line], rule: Rule) -> List[Line]:
-    """Lines just before the report's first line that belong to it (cut here, page dumps)."""
+def prelude(lines_back: Iterable[Line], rule: Rule) -> List[Line]:
+    """Lines just before the report's first line that belong to it (cut here, page dumps).
+
+    ``lines_back`` gives the lines before it nearest first; only those up to the
+    first that is not the report's are taken from it.
+    """
     if not rule.has_prelude:
         return []
     taken: List[Line] = []
-    for line in reversed(lines_before):
+    for line in lines_back:
         if not line.text.strip() or not _PRELUDE.match(line.text):
             break
         taken.append(line)
@@ -361,7 +364,8 @@ def build_finding(rule: Rule, match: "re.Match", lines: List[Line], first: Line)
     fields = dict(groups)
     fields["func"] = func_name
     fields["preemptible"] = " in preemptible code" if groups.get("preemptible") else ""
-    fields["access"] = next((m.group("access") for m in map(_ACCESS.search, texts) if m), "")
+    if "{access}" in title:      # (a search of every line: only for the titles that say it)
+        fields["access"] = next((m.group("access") for m in map(_ACCESS.search, texts) if m), "")
     if rule.title_fields:
         rule.title_fields(fields, primary)
     for text in texts[1:]:

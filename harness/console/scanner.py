@@ -7,7 +7,7 @@ are absolute: characters for text, bytes for files.
 
 import re
 from dataclasses import dataclass
-from typing import BinaryIO, Iterable, Iterator, List, Optional, Union
+from typing import BinaryIO, Iterable, Iterator, List, Optional, Tuple, Union
 
 from . import prefilter
 from .lines import Line, clean_stamped
@@ -27,6 +27,9 @@ STACK_LOOKAHEAD_BYTES = 8 << 10
 # prelude, the longest report we parse (reports.MAX_REPORT_LINES lines), slack.
 REPORT_BYTES = 160 << 10
 WINDOW_BYTES = BACK_BYTES + REPORT_BYTES + (64 << 10)
+# Distinct chatter texts remembered, each at most MAX_CHATTER_TEXT characters (under 5 MB in all).
+MAX_CHATTER = 8192
+MAX_CHATTER_TEXT = 512
 _BLANK_OR_ESCAPES = re.compile(rb"(?:\x1b(?:\[[0-9;?]*[ -/]*[@-~]|.)|\s|\x00)*")
 _BLANK_OR_ESCAPES_TEXT = re.compile(_BLANK_OR_ESCAPES.pattern.decode())
 
@@ -73,17 +76,16 @@ class _Buffer:
             yield nxt
             pos = nxt.end - self.base + 1
 
-    def lines_before(self, start: int, floor: int, count: int) -> List[Line]:
-        result = []
+    def lines_back(self, start: int, floor: int, count: int) -> Iterator[Line]:
+        """Up to ``count`` lines before offset ``start``, nearest first, none before ``floor``."""
         end = start - 1            # index of the "\n" ending the previous line
-        while end > floor and len(result) < count:
+        while end > floor and count > 0:
             begin = self.data.rfind(self.nl, floor, end) + 1
             if begin <= floor and floor > 0:
                 begin = floor
-            result.append(self.line_at(begin, end))
+            yield self.line_at(begin, end)
+            count -= 1
             end = begin - 1
-        result.reverse()
-        return result
 
     def line_start(self, pos: int) -> int:
         return self.data.rfind(self.nl, 0, pos) + 1
@@ -118,7 +120,7 @@ class _Scanner:
         lines = body
         if rule.has_prelude:
             floor = max(0, self.consumed - buf.base)
-            lines = prelude(buf.lines_before(start, floor, BACK_LINES), rule) + body
+            lines = prelude(buf.lines_back(start, floor, BACK_LINES), rule) + body
         finding = build_finding(rule, match, lines, line)
         if finding is None:
             return None
@@ -186,18 +188,31 @@ def scan_stream(stream: BinaryIO) -> Iterator[Event]:
         scanned = scan_to - keep_from
 
 
-def scan_file_at(stream: BinaryIO, size: int, hits: Iterable[int]) -> Iterator[Event]:
-    """Events of a console file given its anchor offsets (from an external search).
+def scan_file_lines(stream: BinaryIO, size: int, rows: Iterable[Tuple[int, Optional[bytes]]]) -> Iterator[Event]:
+    """Events of a console file given its anchor lines (from an external search) as (offset, bytes or None).
 
-    Reads only windows around the hits, so the cost is the hits', not the file's.
+    A line whose text starts no report, boot or shutdown costs only that test;
+    for the others (and lines given without their bytes) windows around them
+    are read, so the cost is the reports', not the file's.
     """
     scanner = _Scanner()
     head = stream.read(65536)
     yield Event("content", _BLANK_OR_ESCAPES.match(head).end())
     buf, safe_end, limit = None, -1, 0
-    for hit in hits:
+    chatter = set()     # texts of lines that start nothing: a long console repeats its chatter
+    for hit, raw in rows:
         if hit < scanner.consumed or hit <= scanner.last_line:
             continue
+        if raw is not None:
+            text = line_text(raw)
+            if text in chatter:
+                continue
+            if not may_start_event(text):
+                if len(chatter) >= MAX_CHATTER:
+                    chatter.clear()
+                if len(text) <= MAX_CHATTER_TEXT:
+                    chatter.add(text)
+                continue
         if buf is None or hit >= safe_end or (buf.base and hit - buf.base < BACK_BYTES):
             window_start = max(0, hit - BACK_BYTES)
             stream.seek(window_start)
@@ -208,6 +223,20 @@ def scan_file_at(stream: BinaryIO, size: int, hits: Iterable[int]) -> Iterator[E
         event = scanner.examine(buf, hit - buf.base, limit)
         if event:
             yield event
+
+
+def line_text(raw: bytes) -> str:
+    """The kernel text of the console line ``raw`` (without its newline), as _Buffer.line_at cleans it."""
+    text = raw.decode("utf-8", "replace")
+    if text.endswith("\r"):
+        text = text[:-1]
+    return clean_stamped(text)[0]
+
+
+def may_start_event(text: str) -> bool:
+    """Whether a line of this kernel text may start an event: examine()'s test of
+    the line less what needs the lines around it.  False means no event."""
+    return match_rule(text) is not None or bool(BOOT_BANNER.match(text) or CLEAN_SHUTDOWN.match(text))
 
 
 def _line_start(data: bytes, pos: int) -> int:

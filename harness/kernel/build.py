@@ -84,6 +84,12 @@ def _kernel_build(entry: Path, hit: bool) -> KernelBuild:
                        cache_hit=hit, **{k: entry / v for k, v in ARTIFACTS.items()})
 
 
+def cached_build(key: str, cache_dir: Path | None = None) -> KernelBuild | None:
+    """The cache's kernel of ``key``, if it still holds it (a repro runs the very kernel of its run)."""
+    entry = kernel_root(cache_dir) / "builds" / key
+    return _kernel_build(entry, True) if key and "/" not in key and (entry / "meta.json").is_file() else None
+
+
 @dataclass
 class Plan:
     """Everything the build depends on, resolved and validated before any work."""

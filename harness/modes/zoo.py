@@ -16,9 +16,6 @@ resumes where it stopped (``--resume <zoo>``) and loses nothing.
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import os
 import re
 import secrets
 import statistics
@@ -29,16 +26,15 @@ from pathlib import Path
 
 from harness import log
 from harness.config import RunConfig, WorkloadChoice, apply_overrides, load_config
-from harness.errors import EXIT_COULD_NOT_TEST, EXIT_FINDINGS, EXIT_INTERRUPTED, KstressError, UsageError
+from harness.errors import EXIT_COULD_NOT_TEST, EXIT_FINDINGS, EXIT_INTERRUPTED, UsageError
 from harness.modes.mutant import Mutant, load_zoo, reports_of
+from harness.modes.resumable import JOURNAL, PLAN, Journal, drive, load_plan, save_plan
 from harness.paths import CLEAN_FIX_SERIES, ZOO_DIR
 from harness.run.record import RunRecord, atomic_write_text
 from harness.run.runner import Runner
 from harness.stress.manifest import load_workloads
 
 CLEAN = "clean"  # the clean kernel's row (no mutant; plan.clean_patches only)
-PLAN = "plan.json"
-JOURNAL = "journal.jsonl"
 
 
 @dataclass
@@ -51,45 +47,11 @@ class ZooPlan:
     clean_patches: str | None = None  # the clean kernel's series (None: the config's source as it is)
 
     def save(self, zoo_dir: Path) -> None:
-        atomic_write_text(zoo_dir / PLAN, json.dumps(dataclasses.asdict(self), indent=2) + "\n")
+        save_plan(zoo_dir, self)
 
     @classmethod
     def load(cls, zoo_dir: Path) -> ZooPlan:
-        try:
-            return cls(**json.loads((zoo_dir / PLAN).read_text()))
-        except FileNotFoundError:
-            raise UsageError(f"--resume {zoo_dir}: no {PLAN} there (not a zoo directory)") from None
-        except (ValueError, TypeError) as exc:
-            raise UsageError(f"{zoo_dir / PLAN}: not a zoo plan ({exc})") from None
-
-
-class Journal:
-    """One JSON object per line, each appended and fsynced as it is made."""
-
-    def __init__(self, path: Path):
-        self.path = path
-
-    def append(self, entry: dict) -> None:
-        data = (json.dumps(entry, sort_keys=True) + "\n").encode()
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-    def entries(self) -> list[dict]:
-        try:
-            lines = self.path.read_text().splitlines()
-        except FileNotFoundError:
-            return []
-        out = []
-        for number, line in enumerate(lines, 1):
-            try:
-                out.append(json.loads(line))
-            except ValueError:  # a line torn by a crash mid-write: that run is redone
-                log.warn(f"{self.path}:{number}: torn journal line ignored")
-        return out
+        return load_plan(cls, zoo_dir, "zoo")
 
 
 class Zoo:
@@ -139,7 +101,7 @@ class Zoo:
         cfg.workloads = []
         runner = Runner(cfg, self.cache_dir)
         entry = {"kind": "smoke", "mutant": mutant.name}
-        code, error = _drive(runner)
+        code, error = drive(runner)
         alarms = [r.title for r in reports_of(runner.record) if not r.known_issue]
         ok = code == 0 and not alarms
         if not ok:
@@ -152,7 +114,7 @@ class Zoo:
         cfg = self._config(mutant, seed, self.dir / "runs" / name)
         runner = Runner(cfg, self.cache_dir, stop_when=_stop_when(mutant))
         t0 = time.monotonic()
-        code, error = _drive(runner)
+        code, error = drive(runner)
         reports = reports_of(runner.record)
         matching = [r for r in reports if mutant and mutant.expect.matches(r)]
         match = min(matching, key=lambda r: (r.seconds is None, r.seconds or 0.0), default=None)  # the first
@@ -174,14 +136,6 @@ class Zoo:
         atomic_write_text(self.dir / "summary.txt", text)
         print(text, end="", flush=True)
         return code
-
-
-def _drive(runner: Runner) -> tuple[int, str | None]:
-    """One run's exit code, and the error that ended it early, if one did."""
-    try:
-        return runner.run(), None
-    except KstressError as exc:
-        return exc.exit_code, str(exc).splitlines()[0]
 
 
 def _stop_when(mutant: Mutant | None):

@@ -18,6 +18,7 @@ from typing import Any
 
 from harness.cache import atomic_write_bytes
 from harness.console import Finding
+from harness.paths import kstress_identity
 
 FORMAT_VERSION = 1
 
@@ -156,6 +157,7 @@ class RunRecord:
     guest_events: list[GuestEvent] = field(default_factory=list)
     findings: list[FindingRecord] = field(default_factory=list)
     testcases: list[CaseResult] = field(default_factory=list)
+    kstress: dict[str, Any] = field(default_factory=lambda: dict(kstress_identity()))  # version, commit, dirty
     format_version: int = FORMAT_VERSION
 
     def case(self, name: str) -> CaseResult:

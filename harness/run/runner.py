@@ -24,7 +24,7 @@ from harness.console import analyze_file
 from harness.errors import KstressError
 from harness.guest.channels import ChannelError
 from harness.guest.machine import GuestError, GuestSilent
-from harness.kernel import BuildRequest, KernelBuild, build_kernel
+from harness.kernel import BuildRequest, KernelBuild, build_kernel, cached_build
 from harness.run import verdict
 from harness.run.judge import judge_workload, record_kernel
 from harness.run.prepare import Planned, choose_workloads, prepare_guest
@@ -49,10 +49,17 @@ def guest_uptime(proc_uptime: str) -> float | None:
         return None
 
 
+def build_request(cfg: RunConfig) -> BuildRequest:
+    return BuildRequest(source=cfg.source, ref=cfg.ref, patches=cfg.patches, base_config=cfg.base_config,
+                        fragments=[str(p) for p in cfg.fragments])
+
+
 class Runner:
-    def __init__(self, cfg: RunConfig, cache_dir: Path | None = None, stop_when: StopWhen | None = None):
+    def __init__(self, cfg: RunConfig, cache_dir: Path | None = None, stop_when: StopWhen | None = None,
+                 kernel_key: str | None = None):
         self.cfg = cfg
         self.cache_dir = cache_dir
+        self.kernel_key = kernel_key  # a repro's: the cache's kernel of that key, if it still holds it
         seed = cfg.seed if cfg.seed is not None else random.SystemRandom().randrange(1, 2**31)
         self.run_id, self.run_dir = new_run_dir(cfg.results)
         self.console_log = self.run_dir / "console.log"
@@ -149,12 +156,15 @@ class Runner:
     def build(self) -> KernelBuild:
         case = self._begin(BUILD_CASE)
         self.ran.add(BUILD_CASE)
-        req = BuildRequest(source=self.cfg.source, ref=self.cfg.ref, patches=self.cfg.patches,
-                           base_config=self.cfg.base_config, fragments=[str(p) for p in self.cfg.fragments])
         try:
-            kernel = build_kernel(req, self.cache_dir)
+            kernel = cached_build(self.kernel_key, self.cache_dir) if self.kernel_key else None
+            kernel = kernel or build_kernel(build_request(self.cfg), self.cache_dir)
         finally:
             case.elapsed = time.monotonic() - self.current_t0
+        if self.kernel_key and kernel.key != self.kernel_key:
+            log.warn(f"kernel {kernel.key} is not the repro's {self.kernel_key}: the cache no longer holds that "
+                     f"one and its inputs (source, patches, fragments, compiler) changed since")
+            self.record.set_property("kernel_differs_from", self.kernel_key)
         self.vmlinux = kernel.vmlinux
         self.triage.kernel_version = kernel.meta.get("kernel_version")
         record_kernel(self.record, kernel)

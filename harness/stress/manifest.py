@@ -42,7 +42,10 @@ MANIFEST_KEYS: dict[str, Key] = {
     "evidence": Key(_LIST, None, "/proc/vmstat counters that must move"),
     "runs": Key(_LIST, [], "other workloads it starts in the guest: their files, kernel options and "
                            "guest needs are its own too"),
+    "evidence_floors": Key((dict,), {}, "per accelerator (tcg, kvm), the least each /proc/vmstat counter "
+                                        "must move per minute of stress in a soak (measured figures)"),
 }
+ACCELS = ("tcg", "kvm")  # evidence_floors are figures of one accelerator: TCG is ten times slower
 _ITEM_RULES = {
     "stresses": (re.compile("(?:" + "|".join(STRESSES) + r")\Z"), f"one of {', '.join(STRESSES)}"),
     "kernel_options": (re.compile(r"CONFIG_[A-Z0-9_]+\Z"), "a CONFIG_ symbol such as CONFIG_MIGRATION"),
@@ -119,6 +122,8 @@ class Workload:
     # the build's cache key, and their directories are -I paths.
     headers: list[Path] = field(default_factory=list)
     runs: list[str] = field(default_factory=list)  # workloads it starts in the guest
+    # accel -> counter -> least per minute of stress (a soak marks an iteration below them)
+    evidence_floors: dict[str, dict[str, float]] = field(default_factory=dict)
 
     @property
     def rules(self) -> Kind:
@@ -206,11 +211,12 @@ def load_manifest(path: Path, known: set[str] | None = None) -> Workload:
             chk.fail(fields["sources"], "sources", f"expected {entry} among them: the workload's own program")
     _check_argv(chk, fields, values["argv"], kind_name)
     _check_runs(chk, fields, values, known)
+    floors = _floors(chk, fields["evidence_floors"]) if "evidence_floors" in fields else {}
     return Workload(name=values["name"], kind=kind_name, description=values["description"],
                     stresses=values["stresses"], kernel_options=values["kernel_options"],
                     default_duration=values["default_duration"], argv_template=values["argv"],
                     evidence=values["evidence"], directory=directory, sources=files.get("sources", []),
-                    headers=files.get("headers", []), runs=values["runs"])
+                    headers=files.get("headers", []), runs=values["runs"], evidence_floors=floors)
 
 
 def _other_kinds_keys(chk: YamlChecker, fields: dict, kind: str) -> None:
@@ -241,6 +247,26 @@ def _check_runs(chk: YamlChecker, fields: dict, values: dict, known: set[str] | 
         if known is not None and name not in known:
             chk.fail(fields["runs"].value[i], f"runs[{i}]",
                      f"unknown workload {name!r} (available: {', '.join(sorted(known))})")
+
+
+def _floors(chk: YamlChecker, node) -> dict[str, dict[str, float]]:
+    """evidence_floors: {accel: {counter: per-minute floor > 0}}."""
+    out: dict[str, dict[str, float]] = {}
+    for accel, counters in chk.mapping(node, "evidence_floors").items():
+        keypath = f"evidence_floors.{accel}"
+        if accel not in ACCELS:
+            chk.fail(counters, keypath, f"expected an accelerator, one of {', '.join(ACCELS)}")
+        out[accel] = {}
+        for counter, value in chk.mapping(counters, keypath).items():
+            if not re.match(rf"{_COUNTER}\Z", counter):
+                chk.fail(value, f"{keypath}.{counter}", f"expected a /proc/vmstat counter of the families "
+                                                         f"{', '.join(EVIDENCE_PREFIXES)}")
+            floor = chk.value(value, f"{keypath}.{counter}", Key((int, float), None, ""))
+            if floor <= 0:
+                chk.fail(value, f"{keypath}.{counter}", f"expected a number of events per minute above 0, "
+                                                         f"got {floor!r}")
+            out[accel][counter] = floor
+    return out
 
 
 def _files(chk: YamlChecker, fields: dict, values: dict, name: str, directory: Path) -> list[Path]:

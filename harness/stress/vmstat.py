@@ -38,3 +38,15 @@ def missing_evidence(delta: dict[str, int], evidence: list[str]) -> list[str]:
         if not any(delta.get(name, 0) > 0 for name in alternatives):
             missing.append(entry)
     return missing
+
+
+def per_minute(delta: dict[str, int], seconds: float | None, counters: list[str]) -> dict[str, float]:
+    """How fast ``counters`` moved: events per minute of ``seconds`` (none when it is unknown)."""
+    if not seconds or seconds <= 0:
+        return {}
+    return {c: round(delta.get(c, 0) * 60.0 / seconds, 1) for c in counters}
+
+
+def below_floors(rates: dict[str, float], floors: dict[str, float]) -> list[tuple[str, float, float]]:
+    """(counter, per minute, floor) of each counter that moved slower than its floor."""
+    return [(c, rates[c], floor) for c, floor in sorted(floors.items()) if c in rates and rates[c] < floor]

@@ -155,21 +155,6 @@ static struct verify_op verify_next(uint64_t *rng)
 	return op;
 }
 
-struct fork_op {
-	uint64_t child_seed;
-	unsigned sample, writes;
-};
-
-static struct fork_op fork_next(uint64_t *rng)
-{
-	struct fork_op op;
-
-	op.child_seed = rnd(rng);
-	op.sample = 32 + (op.child_seed >> 56) % 97;   /* 32..128 random pages */
-	op.writes = (op.child_seed >> 48) % 9;         /* 0..8 COW writes */
-	return op;
-}
-
 enum { CY_MADVISE, CY_RUN2 };
 static const char *const cycle_name[] = { "madvise", "run2" };
 
@@ -760,42 +745,38 @@ static void *migrator_main(void *arg)
 
 /* -- fork children ------------------------------------------------------ */
 
-/* A child checks pages it inherited against key[] as of the fork (the
- * writer was outside the fork gate), rewrites some (COW: of a KSM page when
- * it is one) and checks those, and exits. */
-static void __attribute__((noreturn)) child_main(struct fork_op op)
+/* The check of the child of the fork: the pages from child_writes_from on
+ * it rewrites first (COW: of a KSM page when it is one). */
+static unsigned child_writes_from;
+
+/* A child's check of page pg against key[] as of the fork (the writer was
+ * outside the fork gate) or as it wrote it, with a pagemap of its own mm
+ * for the report. */
+static void child_check(size_t pg, unsigned i)
 {
 	static uint64_t buf[WORDS];
-	uint64_t rng = op.child_seed;
-	size_t first = rnd(&rng) % nchunks * CHUNK_PAGES;
-	unsigned long long done = 0;
 	struct mismatch m;
-	char who[80];
-	int fd;
+	int wrote = i >= child_writes_from;
 
-	child_begin();
-	for (unsigned i = 0; i < CHUNK_PAGES + op.sample + op.writes; i++) {
-		/* One whole chunk in order, random pages, then COW writes. */
-		size_t pg = i < CHUNK_PAGES ? first + i : rnd(&rng) % npages;
-
-		if (i >= CHUNK_PAGES + op.sample) {
-			key[pg] = CHILD_KEY_BASE | (uint32_t)(i & 0xffff);
-			page_words(pg)[0] = word_of(key[pg], 0);
-			fill_words(page_words(pg), key[pg], 1);
-		}
-		copy_words(page_words(pg), buf);
-		if (compare_page(buf, key[pg], key[pg], &m)) {
-			snprintf(who, sizeof(who), "fork child %d (memory %s)", (int)getpid(),
-				 i >= CHUNK_PAGES + op.sample ? "it wrote after the fork"
-				 : "inherited at fork");
-			fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
-			report_mismatch(who, pg, &m, fd, EXIT_CHILD_MISMATCH);
-		}
-		done++;
+	if (wrote) {
+		key[pg] = CHILD_KEY_BASE | (uint32_t)(i & 0xffff);
+		page_words(pg)[0] = word_of(key[pg], 0);
+		fill_words(page_words(pg), key[pg], 1);
 	}
-	ADD_SHARED(shared->child_pages_verified, done);
+	copy_words(page_words(pg), buf);
+	if (compare_page(buf, key[pg], key[pg], &m))
+		report_mismatch(fork_child_name(wrote ? "memory it wrote after the fork"
+						: "memory inherited at fork"), pg, &m,
+				open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC), EXIT_CHILD_MISMATCH);
+}
+
+/* A child checks pages it inherited, rewrites some and checks those. */
+static void __attribute__((noreturn)) child_main(struct fork_op op)
+{
+	child_writes_from = CHUNK_PAGES + op.sample;
 	ADD_SHARED(shared->child_cow_writes, op.writes);
-	_exit(0);
+	child_check_pages(op, op.writes, npages, CHUNK_PAGES, child_check,
+			  &shared->child_pages_verified);
 }
 
 /* -- unmerge cycles ----------------------------------------------------- */
@@ -947,35 +928,21 @@ static void parse_args(int argc, char **argv)
 	const struct opt opts[] = {
 		FLAG("--self-test-corrupt", &self_test_corrupt),   /* hidden: tests the checker */
 		FLAG("--no-ksmd", &no_ksmd),
-		NUM("--duration", &duration, 1, 86400),
-		NUM("--seed", &seed, 0, LONG_MAX),
+		RUN_OPTS(&duration, &seed),
 		NUM("--mb", &mb, 8, 4096),
 		NUM("--pages-to-scan", &scan_pages, 1, 1000000),
 		NUM("--sleep-millisecs", &sleep_ms, 0, 10000),
-		NUM("--plan", &plan_n, 1, 1000000),
+		PLAN_OPT(&plan_n),
 		STR("--ksm-dir", &ksm_dir_opt),
 		{ NULL },
 	};
 
 	parse_opts(argc, argv, opts);
-	if (seed < 0)
-		usage("--seed is required");
-	if (duration < 0 && plan_n < 0)
-		usage("--duration is required (or --plan N)");
+	require_seed_and_duration(seed, duration, plan_n);
 	if (no_ksmd && ksm_dir_opt)
 		usage("--no-ksmd and --ksm-dir do not go together");
 	if (ksm_dir_opt)
 		ksm_dir = ksm_dir_opt;
-}
-
-static void size_region(void)
-{
-	/* Each region a whole number of 2 MiB blocks. */
-	size_t blocks = ((size_t)mb + 2 * REGIONS - 1) / (2 * REGIONS);
-
-	region_pages = blocks * (THP / PAGE);
-	npages = region_pages * REGIONS;
-	nchunks = npages / CHUNK_PAGES;
 }
 
 static void print_plan(void)
@@ -1014,13 +981,7 @@ static void print_plan(void)
 
 		printf("plan migrator %ld: %u pages from %zu every %u\n", i, op.n, op.first, op.stride);
 	}
-	rng = stream(RNG_FORK);
-	for (long i = 0; i < plan_n; i++) {
-		struct fork_op op = fork_next(&rng);
-
-		printf("plan fork %ld: child seed 0x%016llx, %u random pages, %u writes\n", i,
-		       (unsigned long long)op.child_seed, op.sample, op.writes);
-	}
+	print_fork_plan(stream(RNG_FORK), plan_n, 1);
 	rng = stream(RNG_CYCLE);
 	for (long i = 0; i < plan_n; i++) {
 		struct cycle_op op = cycle_next(&rng);
@@ -1098,18 +1059,12 @@ static void start_ksmd(void)
 	knob_set(KNOB_RUN, 1);
 }
 
-/* Hidden --self-test-corrupt: flip one byte behind the kernel's back, as a
- * lost write would, and check it as the verifier does. */
-static void self_test(void)
+/* Hidden --self-test-corrupt's check, as the verifier checks. */
+static void self_test_check(size_t pg)
 {
-	size_t off = selftest_offset(), pg = off / PAGE;
 	unsigned long long retries = 0;
 
-	check_pthread("pthread_rwlock_wrlock", pthread_rwlock_wrlock(&fork_gate));
-	fprintf(stderr, "%s: self-test: flipping the byte at offset 0x%zx\n", prog, off);
-	*(volatile unsigned char *)(mem + off) ^= 0x5a;
 	verify_page("main (self-test)", pg, cy.buf, &retries);
-	die(EXIT_WORKLOAD, "workload failed: self-test: the byte flipped at 0x%zx went unnoticed", off);
 }
 
 static void progress(double t)
@@ -1159,12 +1114,9 @@ static void print_summary(double secs)
 	printf("%s fork: forks=%llu children_reaped=%llu child_cow_writes=%llu minor_faults=%ld "
 	       "major_faults=%ld\n", prog, forks, children_reaped, shared->child_cow_writes,
 	       ru.ru_minflt, ru.ru_majflt);
-	if (ksm_note[0])
-		printf("%s note: %s\n", prog, ksm_note);
-	if (mig.off_reason[0])
-		printf("%s note: %s\n", prog, mig.off_reason);
-	if (kpf_note[0])
-		printf("%s note: %s\n", prog, kpf_note);
+	print_note(ksm_note);
+	print_note(mig.off_reason);
+	print_note(kpf_note);
 	if (cy.ksm_after_unmerge)
 		printf("%s note: %llu pages still mapped a KSM page right after they were unmerged "
 		       "(the first: page %zu); MADV_UNMERGEABLE and run=2 should break every one\n",
@@ -1176,20 +1128,10 @@ static void print_summary(double secs)
 
 static void set_up_migration(void)
 {
-	void *a = mem;
-	int st;
-
 	mig.flags = move_flags();
 	mig.mv.nomem_ok = 1;
-	if (sys_move_pages(1, &a, NULL, &st, 0) < 0) {
-		if (errno != ENOSYS)
-			fail_sys("move_pages(query)", errno);
-		snprintf(mig.off_reason, sizeof(mig.off_reason), "move_pages is ENOSYS (a kernel "
-			 "without CONFIG_MIGRATION or CONFIG_NUMA): KSM pages are only sampled");
-	} else if (nnodes < 2) {
-		snprintf(mig.off_reason, sizeof(mig.off_reason), "only %d NUMA node with memory: "
-			 "there is nowhere to migrate to, so KSM pages are only sampled", nnodes);
-	}
+	migration_off_reason(mig.off_reason, sizeof(mig.off_reason), mem,
+			     "KSM pages are only sampled", "so KSM pages are only sampled");
 }
 
 int main(int argc, char **argv)
@@ -1197,15 +1139,11 @@ int main(int argc, char **argv)
 	uint64_t fork_rng;
 	struct cycle_op next_cycle;
 	double start, end, next_progress, next_stats, next_fork, cycle_at;
-	int selftest_done = 0;
 
 	parse_args(argc, argv);
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	size_region();
-	if (plan_n > 0) {
-		print_plan();
-		return 0;
-	}
+	size_regions(mb, REGIONS, CHUNK_PAGES, &region_pages, &npages, &nchunks);
+	plan_only(plan_n, print_plan);
 	save_knobs();
 	if (ksm_sysfs && !no_ksmd)
 		supervise(restore_knobs);   /* what follows runs in its child */
@@ -1241,10 +1179,8 @@ int main(int argc, char **argv)
 	start_thread(&mig.tid, migrator_main, NULL);
 
 	for (double t = 0; (t = now()) - start < duration;) {
-		if (self_test_corrupt && !selftest_done && t - start >= (duration < 2 ? 0.5 : 1.0)) {
-			selftest_done = 1;
-			self_test();
-		}
+		if (self_test_corrupt && t - start >= self_test_at(duration))
+			self_test_flip(&fork_gate, mem, selftest_offset(), self_test_check);
 		if (t >= next_stats) {
 			poll_ksm();
 			next_stats = t + STATS_EVERY;
@@ -1257,10 +1193,7 @@ int main(int argc, char **argv)
 			cycle_at = now() + next_cycle.gap;
 		}
 		if (t >= next_fork) {
-			struct fork_op op = fork_next(&fork_rng);
-
-			if (gated_fork(&fork_gate) == 0)
-				child_main(op);
+			fork_checker(&fork_rng, &fork_gate, child_main);
 			next_fork = t + FORK_EVERY;
 		}
 		usleep(10000);

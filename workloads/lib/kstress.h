@@ -24,7 +24,11 @@
  * pagemap and kpageflags reads; fork children: their slots, the fork gate,
  * reaping and exit statuses; small sysfs/procfs files; a supervisor process
  * that puts global settings (sysfs knobs, memory blocks) back however the
- * workload ends.
+ * workload ends.  And what several workloads run alike: pages of
+ * offset-and-generation words; a crew of threads that start together;
+ * churners over locked items; a migrator of seeded picks; forks of a locked
+ * sample of items; fork children that check the pages they inherited; the
+ * --self-test-corrupt flip.
  */
 #ifndef KSTRESS_H
 #define KSTRESS_H
@@ -45,6 +49,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -108,6 +113,18 @@ static const char prog[] = PROG;
 #define GET(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
 #define ADD(x, n) __atomic_store_n(&(x), __atomic_load_n(&(x), __ATOMIC_RELAXED) + (n), __ATOMIC_RELAXED)
 #define ADD_SHARED(x, n) __atomic_fetch_add(&(x), (n), __ATOMIC_RELAXED)
+
+/* Adds the counters of src to those of dst, each a struct of size bytes
+ * that holds unsigned long long counters only; src's are read with GET, as
+ * their thread may be adding to them. */
+static inline void add_counters(void *dst, const void *src, size_t size)
+{
+	unsigned long long *d = dst;
+	const unsigned long long *s = src;
+
+	for (size_t i = 0; i < size / sizeof(*d); i++)
+		d[i] += GET(s[i]);
+}
 
 /* Set once the run is over; every thread's loop tests it. */
 static atomic_int stop;
@@ -202,6 +219,30 @@ static inline void start_thread(pthread_t *tid, void *(*fn)(void *), void *arg)
 	check_pthread("pthread_create", pthread_create(tid, NULL, fn, arg));
 }
 
+static inline void lock_mutex(pthread_mutex_t *m)
+{
+	check_pthread("pthread_mutex_lock", pthread_mutex_lock(m));
+}
+
+static inline void unlock_mutex(pthread_mutex_t *m)
+{
+	check_pthread("pthread_mutex_unlock", pthread_mutex_unlock(m));
+}
+
+/* SIGSEGV and SIGBUS go to handler (an SA_SIGINFO handler): a fault on
+ * memory the workload has mapped is the kernel's, reported with the page's
+ * state. */
+static inline void catch_faults(void (*handler)(int sig, siginfo_t *si, void *uc))
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_sigaction = handler;
+	sa.sa_flags = SA_SIGINFO;
+	if (sigaction(SIGSEGV, &sa, NULL) || sigaction(SIGBUS, &sa, NULL))
+		fail_sys("sigaction", errno);
+}
+
 /* -- the command line --------------------------------------------------- */
 
 static inline _Noreturn void usage(const char *msg)
@@ -241,6 +282,13 @@ struct opt {
 #define FLAG(name, var) { (name), (var), NULL, 0, 0, NULL }
 #define NUM(name, var, min, max) { (name), NULL, (var), (min), (max), NULL }
 #define STR(name, var) { (name), NULL, NULL, 0, 0, (var) }
+/* The options every workload takes, alike everywhere: its length and its
+ * seed; and --plan N, the first N decisions of every seeded stream. */
+#define RUN_OPTS(duration, seed) \
+	NUM("--duration", (duration), 1, 86400), NUM("--seed", (seed), 0, LONG_MAX)
+#define PLAN_OPT(plan) NUM("--plan", (plan), 1, 1000000)
+/* --log N: a run keeps the first N decisions of every stream (log_decisions). */
+#define LOG_OPT NUM("--log", &log_decisions, 0, 100000)
 
 /* Parses argv by opts, a table ending with { NULL }; the workload checks
  * what is required and how options combine afterwards. */
@@ -276,6 +324,37 @@ static inline void parse_opts(int argc, char **argv, const struct opt *opts)
 		else
 			*o->num = parse_num(a, argv[i], o->min, o->max);
 	}
+}
+
+/* --plan N (plan > 0) prints the first N decisions of every stream with
+ * print_plan, from the seed alone, and ends the run before anything is set
+ * up. */
+static inline void plan_only(long plan, void (*print_plan)(void))
+{
+	if (plan > 0) {
+		print_plan();
+		exit(0);
+	}
+}
+
+/* --seed always; --duration unless --plan N (plan > 0) asks only for the
+ * decisions. */
+static inline void require_seed_and_duration(long seed, long duration, long plan)
+{
+	if (seed < 0)
+		usage("--seed is required");
+	if (duration < 0 && plan < 0)
+		usage("--duration is required (or --plan N)");
+}
+
+/* -- the summary -------------------------------------------------------- */
+
+/* A "<prog> note: ..." line, for what could not happen and why; none when
+ * text is empty. */
+static inline void print_note(const char *text)
+{
+	if (text[0])
+		printf("%s note: %s\n", prog, text);
 }
 
 /* -- seeded choices ----------------------------------------------------- */
@@ -328,6 +407,33 @@ static inline struct rusage self_rusage(void)
 }
 
 /* -- memory ------------------------------------------------------------- */
+
+/* 2 MiB blocks in each of parts parts (regions) of an mb MiB memory under
+ * test, rounded up: every part is a whole number of THPs. */
+static inline size_t blocks_per_part(long mb, int parts)
+{
+	return ((size_t)mb + 2 * parts - 1) / (2 * parts);
+}
+
+/* The memory under test of --mb MiB: parts regions of region_pages pages
+ * each (blocks_per_part), npages in all, in nchunks chunks of chunk_pages. */
+static inline void size_regions(long mb, int parts, unsigned chunk_pages, size_t *region_pages,
+				size_t *npages, size_t *nchunks)
+{
+	*region_pages = blocks_per_part(mb, parts) * (THP / PAGE);
+	*npages = *region_pages * parts;
+	*nchunks = *npages / chunk_pages;
+}
+
+/* Chunk number r (any draw) of those that thread id of nthreads owns,
+ * chunks id, id + nthreads, ... of nchunks: one writer per chunk, so its
+ * seqlock needs no writer lock. */
+static inline size_t owned_chunk(uint64_t r, int id, int nthreads, size_t nchunks)
+{
+	size_t owned = (nchunks - id + nthreads - 1) / nthreads;
+
+	return (r % owned) * nthreads + id;
+}
 
 /* len bytes of private anonymous memory at an address aligned to align (a
  * power of two), with extra mmap flags. */
@@ -419,6 +525,18 @@ static inline int pagemap_read(int fd, const void *addr, size_t n, uint64_t *out
 		done += got;
 	}
 	return 1;
+}
+
+/* The pagemap entry of page, which the workload has just written: it must
+ * be present (and a PFN, unless pagemap hides them, is not 0). */
+static inline uint64_t written_page_entry(int fd, const void *page)
+{
+	uint64_t e = 0;
+
+	if (!pagemap_read(fd, page, 1, &e) || !(e & PM_PRESENT))
+		die(EXIT_WORKLOAD, "workload failed: /proc/self/pagemap says a page just written "
+		    "is not present (entry 0x%llx)", (unsigned long long)e);
+	return e;
 }
 
 /* The /proc/kpageflags flags of pfn: 1, or 0 when they cannot be known. */
@@ -611,6 +729,29 @@ static inline void migrate_whole(struct move_stats *s, unsigned long k)
 	ADD(s->mp_calls, 1);
 }
 
+/* Whether pages can be moved here; if not, why in reason (len bytes, else
+ * left as it is): move_pages(2) is ENOSYS (a kernel without
+ * CONFIG_MIGRATION or CONFIG_NUMA: returns 0, no page can even be queried)
+ * or one NUMA node has memory.  no_syscall and one_node end those
+ * sentences: what the workload does instead. */
+static inline int migration_off_reason(char *reason, size_t len, void *page,
+				       const char *no_syscall, const char *one_node)
+{
+	int st;
+
+	if (sys_move_pages(1, &page, NULL, &st, 0) < 0) {
+		if (errno != ENOSYS)
+			fail_sys("move_pages(query)", errno);
+		snprintf(reason, len, "move_pages is ENOSYS (a kernel without CONFIG_MIGRATION or "
+			 "CONFIG_NUMA): %s", no_syscall);
+		return 0;
+	}
+	if (nnodes < 2)
+		snprintf(reason, len, "only %d NUMA node with memory: there is nowhere to migrate "
+			 "to, %s", nnodes, one_node);
+	return 1;
+}
+
 /* -- decision logs and the plan ----------------------------------------- */
 
 /* --plan N (plan_decisions) prints the first N decisions of every seeded
@@ -708,6 +849,105 @@ static inline const char *decode_word(uint64_t magic, uint64_t got, char *buf, s
 	else
 		snprintf(buf, size, "%s", got ? "not a pattern word" : "zeros");
 	return buf;
+}
+
+/* -- pages of offset-and-generation words ------------------------------ */
+
+/* Memory whose pages hold 512 words each, word = generation << 40 | the
+ * word's own byte offset in the memory, so data that comes back wrong
+ * names where it came from and how old it is. */
+#define OFFGEN_OFF_BITS 40
+#define OFFGEN_OFF_MASK ((1ULL << OFFGEN_OFF_BITS) - 1)
+
+struct offgen_mem {
+	char *base;
+	uint32_t *gen;          /* each page's generation as of its last write */
+	int zero_gen_is_zeros;  /* generation 0: a zapped page, all zeros */
+	/* The page's state for a mismatch report, read through the pagemap fd
+	 * (-1: none), and what the report calls it. */
+	void (*describe)(int fd, size_t pg, char *buf, size_t len);
+	const char *state_name;
+};
+
+/* The word at byte offset off of a page of generation g. */
+static inline uint64_t offgen_word(const struct offgen_mem *om, size_t off, uint32_t g)
+{
+	if (!g && om->zero_gen_is_zeros)
+		return 0;
+	return (uint64_t)(g & 0xffffff) << OFFGEN_OFF_BITS | ((uint64_t)off & OFFGEN_OFF_MASK);
+}
+
+static inline uint64_t *offgen_page(const struct offgen_mem *om, size_t pg)
+{
+	return (uint64_t *)(om->base + pg * PAGE);
+}
+
+/* Writes generation g into words from.. of page pg, with relaxed atomic
+ * stores: a racing reader retries on the page's seqlock. */
+static inline void offgen_fill(const struct offgen_mem *om, size_t pg, uint32_t g, unsigned from)
+{
+	uint64_t *w = offgen_page(om, pg);
+
+	for (unsigned i = from; i < WORDS; i++)
+		__atomic_store_n(&w[i], offgen_word(om, pg * PAGE + i * 8, g), __ATOMIC_RELAXED);
+}
+
+struct offgen_mismatch {
+	size_t word_off;
+	uint64_t want, got;
+};
+
+/* Whether buf, a copy of page pg, differs from generation g (g0 in word 0,
+ * which a writer stores first); if so, the first differing word in *m. */
+static inline int offgen_compare(const struct offgen_mem *om, size_t pg, const uint64_t *buf,
+				 uint32_t g0, uint32_t g, struct offgen_mismatch *m)
+{
+	for (unsigned i = 0; i < WORDS; i++) {
+		size_t off = pg * PAGE + i * 8;
+		uint64_t want = offgen_word(om, off, i ? g : g0);
+
+		if (buf[i] != want) {
+			m->word_off = off;
+			m->want = want;
+			m->got = buf[i];
+			return 1;
+		}
+	}
+	return 0;
+}
+
+/* Reports the mismatch m of page pg, found by who, and exits code: the
+ * first differing byte, the words decoded, the word as it reads now and
+ * the page's state (through pagemap fd). */
+static inline _Noreturn void offgen_report(const struct offgen_mem *om, const char *who, size_t pg,
+					   const struct offgen_mismatch *m, int fd, int code)
+{
+	char state[256];
+	uint64_t again = __atomic_load_n((uint64_t *)(om->base + m->word_off), __ATOMIC_RELAXED);
+	unsigned byte = __builtin_ctzll(m->want ^ m->got) / 8;
+
+	om->describe(fd, pg, state, sizeof(state));
+	die(code, "%s: data mismatch at offset 0x%zx (page %zu): expected byte 0x%02x, found "
+	    "0x%02x; the word at 0x%zx should be 0x%016llx (offset 0x%llx generation %llu), was "
+	    "0x%016llx (offset 0x%llx generation %llu), reads 0x%016llx now; %s: %s",
+	    who, m->word_off + byte, pg, (unsigned)(m->want >> (8 * byte)) & 0xff,
+	    (unsigned)(m->got >> (8 * byte)) & 0xff, m->word_off,
+	    (unsigned long long)m->want, (unsigned long long)(m->want & OFFGEN_OFF_MASK),
+	    (unsigned long long)(m->want >> OFFGEN_OFF_BITS), (unsigned long long)m->got,
+	    (unsigned long long)(m->got & OFFGEN_OFF_MASK),
+	    (unsigned long long)(m->got >> OFFGEN_OFF_BITS), (unsigned long long)again,
+	    om->state_name, state);
+}
+
+/* A copy of page pg, checked against generation g by who: else a report,
+ * exit code. */
+static inline void offgen_check(const struct offgen_mem *om, const char *who, size_t pg,
+				const uint64_t *buf, uint32_t g, int fd, int code)
+{
+	struct offgen_mismatch m;
+
+	if (offgen_compare(om, pg, buf, g, g, &m))
+		offgen_report(om, who, pg, &m, fd, code);
 }
 
 /* -- a migrator's batch ------------------------------------------------- */
@@ -827,12 +1067,292 @@ static inline pid_t gated_fork(pthread_rwlock_t *gate)
 	return pid;
 }
 
+/* This process (a fork child, a worker) gets SIGKILL when the thread that
+ * forked it ends: none outlives a workload killed at its timeout. */
+static inline void die_with_parent(void)
+{
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL))
+		fail_sys("prctl(PR_SET_PDEATHSIG)", errno);
+}
+
+/* -- fork children that check what they inherited ------------------------ */
+
+/* One fork's seeded choices: the child's seed and, from its top bytes, how
+ * many random pages the child checks (32..128) and, for a workload whose
+ * children write, how many it rewrites first (0..8). */
+struct fork_op {
+	uint64_t child_seed;
+	unsigned sample, writes;
+};
+
+static inline struct fork_op fork_next(uint64_t *rng)
+{
+	struct fork_op op;
+
+	op.child_seed = rnd(rng);
+	op.sample = 32 + (op.child_seed >> 56) % 97;
+	op.writes = (op.child_seed >> 48) % 9;
+	return op;
+}
+
+/* --plan: the choices of the first n forks, drawn from rng as the run
+ * draws them (with writes: how many pages each child rewrites). */
+static inline void print_fork_plan(uint64_t rng, long n, int writes)
+{
+	for (long i = 0; i < n; i++) {
+		struct fork_op op = fork_next(&rng);
+
+		printf("plan fork %ld: child seed 0x%016llx, %u random pages", i,
+		       (unsigned long long)op.child_seed, op.sample);
+		if (writes)
+			printf(", %u writes", op.writes);
+		printf("\n");
+	}
+}
+
+/* The life of a fork child that checks the memory it inherited (npages
+ * pages in chunks of chunk_pages): one whole chunk in order, the chunk
+ * drawn first from the child's seed, then op.sample random pages, then
+ * extra more (pages it rewrites first, say).  check(pg, i) checks page pg,
+ * the i-th, and exits EXIT_CHILD_MISMATCH when it differs; *verified
+ * (shared memory) counts the pages checked. */
+static inline _Noreturn void child_check_pages(struct fork_op op, unsigned extra, size_t npages,
+					       unsigned chunk_pages, void (*check)(size_t pg, unsigned i),
+					       unsigned long long *verified)
+{
+	uint64_t rng = op.child_seed;
+	size_t first = rnd(&rng) % (npages / chunk_pages) * chunk_pages;
+	unsigned n = chunk_pages + op.sample + extra;
+
+	child_begin();
+	for (unsigned i = 0; i < n; i++)
+		check(i < chunk_pages ? first + i : rnd(&rng) % npages, i);
+	ADD_SHARED(*verified, n);
+	_exit(0);
+}
+
+/* How a fork child names itself in a mismatch report. */
+static inline const char *fork_child_name(const char *what)
+{
+	static char name[96];
+
+	snprintf(name, sizeof(name), "fork child %d (%s)", (int)getpid(), what);
+	return name;
+}
+
+/* A fork child's check of page pg of om against its generation as of the
+ * fork, with a pagemap of its own mm for the report (an open pagemap reads
+ * the mm it was opened in). */
+static inline void offgen_child_check(const struct offgen_mem *om, size_t pg)
+{
+	static uint64_t buf[WORDS];
+	struct offgen_mismatch m;
+
+	copy_words(offgen_page(om, pg), buf);
+	if (offgen_compare(om, pg, buf, om->gen[pg], om->gen[pg], &m))
+		offgen_report(om, fork_child_name("memory inherited at fork"), pg, &m,
+			      open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC), EXIT_CHILD_MISMATCH);
+}
+
 /* The end of a run: every thread's loop stops, every child is reaped. */
 static inline void stop_and_reap(void)
 {
 	atomic_store(&stop, 1);
 	for (int i = 0; i < MAX_CHILDREN; i++)
 		reap_slot(i);
+}
+
+/* One fork of a child that checks what it inherited: its choices drawn
+ * from rng, the fork made inside the fork gate; child(op) runs in the
+ * child and exits. */
+static inline void fork_checker(uint64_t *rng, pthread_rwlock_t *gate, void (*child)(struct fork_op op))
+{
+	struct fork_op op = fork_next(rng);
+
+	if (gated_fork(gate) == 0) {
+		child(op);
+		_exit(WORKLOAD_FAILURE_EXIT);   /* not reached: child() exits */
+	}
+}
+
+/* -- the self-test of the checker --------------------------------------- */
+
+/* When a --self-test-corrupt run flips its byte: once its threads are
+ * busy, a second in (half a second into a 1 s run). */
+static inline double self_test_at(long duration)
+{
+	return duration < 2 ? 0.5 : 1.0;
+}
+
+/* --self-test-corrupt: flips the byte at offset off of mem behind the
+ * kernel's back, as a lost write would, with every writer held off by the
+ * fork gate; check(pg) must find it and exit as for the kernel's fault. */
+static inline _Noreturn void self_test_flip(pthread_rwlock_t *gate, char *mem, size_t off,
+					    void (*check)(size_t pg))
+{
+	check_pthread("pthread_rwlock_wrlock", pthread_rwlock_wrlock(gate));
+	fprintf(stderr, "%s: self-test: flipping the byte at offset 0x%zx\n", prog, off);
+	*(volatile unsigned char *)(mem + off) ^= 0x5a;
+	check(off / PAGE);
+	die(EXIT_WORKLOAD, "workload failed: self-test: the byte flipped at 0x%zx went unnoticed", off);
+}
+
+/* -- a crew of threads that start together ------------------------------ */
+
+#define MAX_CREW 32
+
+/* Threads that each get ready (their own setup), wait at the gate and
+ * then work until the run stops: main adds them all (crew_add), lets them
+ * go at once (crew_go) and joins them after stop_and_reap() (crew_join). */
+struct crew {
+	pthread_barrier_t gate;
+	pthread_t tid[MAX_CREW];
+	int n;
+};
+
+/* A crew of n threads (at most MAX_CREW) and main. */
+static inline void crew_init(struct crew *c, int n)
+{
+	check_pthread("pthread_barrier_init", pthread_barrier_init(&c->gate, NULL, 1 + n));
+	c->n = 0;
+}
+
+static inline void crew_add(struct crew *c, void *(*fn)(void *), void *arg)
+{
+	start_thread(&c->tid[c->n++], fn, arg);
+}
+
+static inline void crew_go(struct crew *c)
+{
+	pthread_barrier_wait(&c->gate);
+}
+
+static inline void crew_join(struct crew *c)
+{
+	for (int i = 0; i < c->n; i++)
+		pthread_join(c->tid[i], NULL);
+}
+
+/* -- churners over locked items ---------------------------------------- */
+
+/* The loop of churner t, for workloads whose threads take seeded decisions
+ * on items (regions, chunks) that each have a mutex: decide(t, n, args) is
+ * decision n, item << 8 | op with up to two arguments, drawn whatever the
+ * items' state (so --plan prints it from the seed alone); run(item, op,
+ * args) carries it out with the item's mutex (mutex_of) held; ops counts
+ * them.  It starts when every thread has reached gate. */
+static inline void churn(void *t, pthread_barrier_t *gate,
+			 int (*decide)(void *t, long n, uint64_t args[2]),
+			 pthread_mutex_t *(*mutex_of)(int item),
+			 void (*run)(int item, int op, const uint64_t args[2]),
+			 unsigned long long *ops)
+{
+	pthread_barrier_wait(gate);
+	for (long n = 0; !stopping();) {
+		uint64_t args[2];
+		int d = decide(t, n++, args);
+
+		lock_mutex(mutex_of(d >> 8));
+		run(d >> 8, d & 255, args);
+		unlock_mutex(mutex_of(d >> 8));
+		ADD(*ops, 1);
+	}
+}
+
+/* -- a migrator of seeded picks ----------------------------------------- */
+
+/* A migrator thread whose batches are pages picked by its own seeded
+ * stream: the stream, its decision log, what it moved. */
+struct migrator {
+	uint64_t rng;
+	struct dlog log;
+	struct move_stats mv;
+};
+
+/* Decision n of migrator m: batch draws, each made a page by pick (pages
+ * NULL: the draws only, for --plan), logged as a digest of the draws. */
+static inline void migrator_decide(struct migrator *m, long n, int batch, void **pages,
+				   void *(*pick)(uint64_t draw))
+{
+	uint64_t digest = 0;
+
+	for (int i = 0; i < batch; i++) {
+		uint64_t r = rnd(&m->rng);
+
+		digest = (digest ^ r) * 0x100000001b3ULL;
+		if (pages)
+			pages[i] = pick(r);
+	}
+	log_line(&m->log, "decision migrator n=%ld picks=%016llx", n, (unsigned long long)digest);
+}
+
+/* The loop of migrator m once every thread has reached gate: a decision,
+ * then migrate_round() of its pages, until the run stops. */
+static inline void migrator_loop(struct migrator *m, pthread_barrier_t *gate, int batch,
+				 void *(*pick)(uint64_t draw))
+{
+	int flags = move_flags();
+	long round = 0;
+
+	pthread_barrier_wait(gate);
+	while (!stopping()) {
+		void *pages[batch];
+
+		migrator_decide(m, round, batch, pages, pick);
+		migrate_round(&m->mv, ++round, batch, pages, flags);
+	}
+}
+
+/* -- forks of a locked sample of items ---------------------------------- */
+
+#define FORK_SAMPLE_MAX 4
+
+/* One fork's seeded choice: a sorted sample of distinct items (regions,
+ * chunks) for the child to check, and the child's own seed. */
+struct fork_plan {
+	int sample[FORK_SAMPLE_MAX], k;
+	uint64_t child_seed;
+};
+
+/* Decision n of the forker: one draw from rng seeds a sub-stream that picks
+ * want (at most FORK_SAMPLE_MAX) of nitems items and then the child's seed;
+ * logged in log as "<what>=a,b,..." (-1 for each item short of want). */
+static inline void forker_decide_sample(struct dlog *log, uint64_t *rng, long n, int nitems,
+					int want, const char *what, struct fork_plan *f)
+{
+	uint64_t sub = rnd(rng);
+	char items[64];
+	int len = 0;
+
+	f->k = pick_sorted(&sub, nitems, want, f->sample);
+	f->child_seed = rnd(&sub);
+	for (int i = 0; i < want; i++)
+		len += snprintf(items + len, sizeof(items) - len, "%s%d", i ? "," : "",
+				i < f->k ? f->sample[i] : -1);
+	log_line(log, "decision forker n=%ld %s=%s child_seed=%016llx", n, what, items,
+		 (unsigned long long)f->child_seed);
+}
+
+/* Forks (after reaping the child of its slot) while the sampled items'
+ * mutexes (mutex_of) are held, so the child's copy of their memory and of
+ * their bookkeeping agree; the child runs child(f, corrupt), which exits.
+ * The child of a --self-test-corrupt fork (corrupt) is reaped at once, so
+ * its verdict comes before the next fork. */
+static inline void fork_sample_locked(const struct fork_plan *f, int corrupt,
+				      pthread_mutex_t *(*mutex_of)(int item),
+				      void (*child)(const struct fork_plan *f, int corrupt))
+{
+	reap_slot(forks);
+	for (int i = 0; i < f->k; i++)
+		lock_mutex(mutex_of(f->sample[i]));
+	if (fork_child() == 0) {
+		child(f, corrupt);
+		_exit(WORKLOAD_FAILURE_EXIT);   /* not reached: child() exits */
+	}
+	for (int i = f->k - 1; i >= 0; i--)
+		unlock_mutex(mutex_of(f->sample[i]));
+	if (corrupt)
+		reap_slot(forks - 1);
 }
 
 /* -- small sysfs and procfs files -------------------------------------- */

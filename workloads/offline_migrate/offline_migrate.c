@@ -62,7 +62,6 @@
 #define CHUNK (CHUNK_PAGES * PAGE)
 #define MAX_FAULTERS 8
 #define MAX_BLOCKS 256
-#define OFF_BITS 40
 #define FORK_EVERY 0.1
 #define ONLINE_TRIES 5
 #define MPOL_PREFERRED 1
@@ -109,9 +108,7 @@ static struct fault_op fault_next(uint64_t *rng, int id)
 		op.chunk = (r >> 8) % nchunks;
 		op.npages = 1 + (r >> 48) % CHUNK_PAGES;
 	} else {
-		size_t owned = (nchunks - id + nfaulters - 1) / nfaulters;
-
-		op.chunk = ((r >> 8) % owned) * nfaulters + id;
+		op.chunk = owned_chunk(r >> 8, id, nfaulters, nchunks);
 		op.npages = op.kind == F_ZAP ? CHUNK_PAGES : 1 + (r >> 48) % 4;
 	}
 	if (op.kind == F_ZAP)
@@ -138,20 +135,6 @@ static struct offline_op offline_next(uint64_t *rng)
 	return op;
 }
 
-struct fork_op {
-	uint64_t child_seed;
-	unsigned sample;
-};
-
-static struct fork_op fork_next(uint64_t *rng)
-{
-	struct fork_op op;
-
-	op.child_seed = rnd(rng);
-	op.sample = 32 + (op.child_seed >> 56) % 97;
-	return op;
-}
-
 static size_t selftest_offset(void)
 {
 	uint64_t r = stream(RNG_SELFTEST);
@@ -161,45 +144,16 @@ static size_t selftest_offset(void)
 
 /* -- the pattern -------------------------------------------------------- */
 
-static inline uint64_t pattern(size_t off, uint32_t g)
-{
-	return g ? ((uint64_t)(g & 0xffffff) << OFF_BITS) | ((uint64_t)off & ((1ULL << OFF_BITS) - 1))
-		: 0;
-}
+/* Offset-and-generation words (kstress.h), generation 0 for a zapped page;
+ * describe_page (below) gives the state of a page that came back wrong. */
+static void describe_page(int fd, size_t pg, char *buf, size_t len);
+static struct offgen_mem pattern = {
+	.zero_gen_is_zeros = 1, .describe = describe_page, .state_name = "page state",
+};
 
 static inline uint64_t *page_words(size_t pg)
 {
 	return (uint64_t *)(mem + pg * PAGE);
-}
-
-static void fill_words(size_t pg, uint32_t g, unsigned from)
-{
-	uint64_t *w = page_words(pg);
-
-	for (unsigned i = from; i < WORDS; i++)
-		__atomic_store_n(&w[i], pattern(pg * PAGE + i * 8, g), __ATOMIC_RELAXED);
-}
-
-struct mismatch {
-	size_t word_off;
-	uint64_t want, got;
-};
-
-/* Word 0 should hold generation g0, the rest g. */
-static int compare_page(size_t pg, const uint64_t *buf, uint32_t g0, uint32_t g, struct mismatch *m)
-{
-	for (unsigned i = 0; i < WORDS; i++) {
-		size_t off = pg * PAGE + i * 8;
-		uint64_t want = pattern(off, i ? g : g0);
-
-		if (buf[i] != want) {
-			m->word_off = off;
-			m->want = want;
-			m->got = buf[i];
-			return 1;
-		}
-	}
-	return 0;
 }
 
 /* -- memory blocks ------------------------------------------------------- */
@@ -394,32 +348,11 @@ static void describe_page(int fd, size_t pg, char *buf, size_t len)
 				 block_offline(blocks[i].index) ? "offline" : "online");
 }
 
-static void __attribute__((noreturn)) report_mismatch(const char *who, size_t pg,
-						      const struct mismatch *m, int pm_fd, int code)
-{
-	char state[256];
-	uint64_t again = __atomic_load_n((uint64_t *)(mem + m->word_off), __ATOMIC_RELAXED);
-	unsigned byte = __builtin_ctzll(m->want ^ m->got) / 8;
-
-	describe_page(pm_fd, pg, state, sizeof(state));
-	die(code, "%s: data mismatch at offset 0x%zx (page %zu): expected byte 0x%02x, found "
-	    "0x%02x; the word at 0x%zx should be 0x%016llx (offset 0x%llx generation %llu), was "
-	    "0x%016llx (offset 0x%llx generation %llu), reads 0x%016llx now; page state: %s",
-	    who, m->word_off + byte, pg, (unsigned)(m->want >> (8 * byte)) & 0xff,
-	    (unsigned)(m->got >> (8 * byte)) & 0xff, m->word_off,
-	    (unsigned long long)m->want, (unsigned long long)(m->want & ((1ULL << OFF_BITS) - 1)),
-	    (unsigned long long)(m->want >> OFF_BITS), (unsigned long long)m->got,
-	    (unsigned long long)(m->got & ((1ULL << OFF_BITS) - 1)),
-	    (unsigned long long)(m->got >> OFF_BITS), (unsigned long long)again, state);
-}
-
 static void verify_page(const char *who, size_t pg, uint64_t *buf, unsigned long long *retries)
 {
 	uint32_t g = seq_copy_page(&seq[pg / CHUNK_PAGES], &gen[pg], page_words(pg), buf, retries);
-	struct mismatch m;
 
-	if (compare_page(pg, buf, g, g, &m))
-		report_mismatch(who, pg, &m, pagemap_fd, EXIT_KERNEL);
+	offgen_check(&pattern, who, pg, buf, g, pagemap_fd, EXIT_KERNEL);
 }
 
 /* -- faulters ----------------------------------------------------------- */
@@ -441,15 +374,15 @@ static void write_page(struct faulter *f, size_t pg)
 {
 	uint64_t *w = page_words(pg);
 	uint32_t g = gen[pg], ng = (g + 1) & 0xffffff ? g + 1 : 1;
-	struct mismatch m;
+	struct offgen_mismatch m;
 
-	__atomic_store_n(&w[0], pattern(pg * PAGE, ng), __ATOMIC_RELAXED);
+	__atomic_store_n(&w[0], offgen_word(&pattern, pg * PAGE, ng), __ATOMIC_RELAXED);
 	copy_words(w, f->buf);
-	if (compare_page(pg, f->buf, ng, g, &m))
-		report_mismatch("faulter (writing)", pg, &m, pagemap_fd, EXIT_KERNEL);
+	if (offgen_compare(&pattern, pg, f->buf, ng, g, &m))
+		offgen_report(&pattern, "faulter (writing)", pg, &m, pagemap_fd, EXIT_KERNEL);
 	ADD(f->pages_verified, 1);
 	__atomic_store_n(&gen[pg], ng, __ATOMIC_RELAXED);
-	fill_words(pg, ng, 1);
+	offgen_fill(&pattern, pg, ng, 1);
 }
 
 static void *faulter_main(void *arg)
@@ -682,31 +615,17 @@ static struct shared {
 	unsigned long long child_pages_verified;
 } *shared;
 
+/* A child checks pages against gen[] as of the fork: no writer was inside
+ * the fork gate then. */
+static void child_check(size_t pg, unsigned i)
+{
+	(void)i;
+	offgen_child_check(&pattern, pg);
+}
+
 static void __attribute__((noreturn)) child_main(struct fork_op op)
 {
-	static uint64_t buf[WORDS];
-	uint64_t rng = op.child_seed;
-	size_t first = rnd(&rng) % nchunks * CHUNK_PAGES;
-	unsigned long long done = 0;
-	struct mismatch m;
-
-	child_begin();
-	for (unsigned i = 0; i < CHUNK_PAGES + op.sample; i++) {
-		size_t pg = i < CHUNK_PAGES ? first + i : rnd(&rng) % npages;
-
-		copy_words(page_words(pg), buf);
-		if (compare_page(pg, buf, gen[pg], gen[pg], &m)) {
-			char who[64];
-			int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
-
-			snprintf(who, sizeof(who), "fork child %d (memory inherited at fork)",
-				 (int)getpid());
-			report_mismatch(who, pg, &m, fd, EXIT_CHILD_MISMATCH);
-		}
-		done++;
-	}
-	ADD_SHARED(shared->child_pages_verified, done);
-	_exit(0);
+	child_check_pages(op, 0, npages, CHUNK_PAGES, child_check, &shared->child_pages_verified);
 }
 
 /* -- setup -------------------------------------------------------------- */
@@ -716,30 +635,17 @@ static void parse_args(int argc, char **argv)
 	const struct opt opts[] = {
 		FLAG("--self-test-corrupt", &self_test_corrupt),   /* hidden: tests the checker */
 		FLAG("--dry-run", &dry_run),
-		NUM("--duration", &duration, 1, 86400),
-		NUM("--seed", &seed, 0, LONG_MAX),
+		RUN_OPTS(&duration, &seed),
 		NUM("--mb", &mb, 8, 4096),
 		NUM("--faulters", &nfaulters, 1, MAX_FAULTERS),
 		NUM("--offline-timeout", &offline_timeout, 1, 3600),
-		NUM("--plan", &plan_n, 1, 1000000),
+		PLAN_OPT(&plan_n),
 		STR("--memory-dir", &memory_dir),
 		{ NULL },
 	};
 
 	parse_opts(argc, argv, opts);
-	if (seed < 0)
-		usage("--seed is required");
-	if (duration < 0 && plan_n < 0)
-		usage("--duration is required (or --plan N)");
-}
-
-static void size_region(void)
-{
-	size_t blocks2m = ((size_t)mb + 2 * REGIONS - 1) / (2 * REGIONS);
-
-	region_pages = blocks2m * (THP / PAGE);
-	npages = region_pages * REGIONS;
-	nchunks = npages / CHUNK_PAGES;
+	require_seed_and_duration(seed, duration, plan_n);
 }
 
 static void print_plan(void)
@@ -769,13 +675,7 @@ static void print_plan(void)
 		printf("plan offliner %ld: pick %u, hold %u ms, then %u ms\n", i, op.pick, op.hold_ms,
 		       op.gap_ms);
 	}
-	rng = stream(RNG_FORK);
-	for (long i = 0; i < plan_n; i++) {
-		struct fork_op op = fork_next(&rng);
-
-		printf("plan fork %ld: child seed 0x%016llx, %u random pages\n", i,
-		       (unsigned long long)op.child_seed, op.sample);
-	}
+	print_fork_plan(stream(RNG_FORK), plan_n, 0);
 }
 
 static char mbind_note[160];
@@ -791,6 +691,8 @@ static void map_region(void)
 	off.in_block = calloc(npages, sizeof(*off.in_block));
 	if (!gen || !seq || !off.pm || !off.in_block)
 		die(EXIT_WORKLOAD, "workload failed: out of memory for the bookkeeping arrays");
+	pattern.base = mem;
+	pattern.gen = gen;
 	for (int r = 0; r < REGIONS; r++) {
 		char *at = mem + (size_t)r * region_pages * PAGE;
 		unsigned long mask = 1UL << nodes[r % nnodes];
@@ -810,7 +712,7 @@ static void map_region(void)
 	}
 	for (size_t pg = 0; pg < npages; pg++) {
 		gen[pg] = 1;
-		fill_words(pg, 1, 0);
+		offgen_fill(&pattern, pg, 1, 0);
 	}
 }
 
@@ -825,26 +727,20 @@ static void open_pagemap(void)
 			 strerror(errno));
 		return;
 	}
-	if (!read_pagemap(pagemap_fd, 0, 1, &e) || !(e & PM_PRESENT))
-		die(EXIT_WORKLOAD, "workload failed: /proc/self/pagemap says a page just written "
-		    "is not present (entry 0x%llx)", (unsigned long long)e);
+	e = written_page_entry(pagemap_fd, mem);
 	if (!(e & PM_PFN_MASK))
 		snprintf(pagemap_note, sizeof(pagemap_note), "/proc/self/pagemap hides PFNs (it "
 			 "shows them to CAP_SYS_ADMIN only): pages in a block cannot be told, so "
 			 "pages_in_block is 0");
 }
 
-static void self_test(void)
+/* --self-test-corrupt's check, as the faulters check. */
+static void self_test_check(size_t pg)
 {
-	size_t off_ = selftest_offset(), pg = off_ / PAGE;
 	unsigned long long retries = 0;
 	static uint64_t buf[WORDS];
 
-	check_pthread("pthread_rwlock_wrlock", pthread_rwlock_wrlock(&fork_gate));
-	fprintf(stderr, "%s: self-test: flipping the byte at offset 0x%zx\n", prog, off_);
-	*(volatile unsigned char *)(mem + off_) ^= 0x5a;
 	verify_page("main (self-test)", pg, buf, &retries);
-	die(EXIT_WORKLOAD, "workload failed: self-test: the byte flipped at 0x%zx went unnoticed", off_);
 }
 
 static void totals(unsigned long long *ops, unsigned long long *verified)
@@ -917,15 +813,12 @@ static void print_summary(double secs)
 	       "major_faults=%ld\n", prog, ops, rd, wrt, zaps, verified, shared->child_pages_verified,
 	       retries, ru.ru_minflt, ru.ru_majflt);
 	printf("%s fork: forks=%llu children_reaped=%llu\n", prog, forks, children_reaped);
-	if (blocks_note[0])
-		printf("%s note: %s\n", prog, blocks_note);
+	print_note(blocks_note);
 	if (dry_run)
-		printf("%s note: --dry-run: no block's state was written; dry_picks counts the "
-		       "offlines it would have tried\n", prog);
-	if (pagemap_note[0])
-		printf("%s note: %s\n", prog, pagemap_note);
-	if (mbind_note[0])
-		printf("%s note: %s\n", prog, mbind_note);
+		print_note("--dry-run: no block's state was written; dry_picks counts the offlines "
+			   "it would have tried");
+	print_note(pagemap_note);
+	print_note(mbind_note);
 	for (int i = 0; i < ncand; i++)
 		if (blocks[i].lost)
 			printf("%s note: memory%ld could not be onlined again\n", prog, blocks[i].index);
@@ -937,15 +830,11 @@ int main(int argc, char **argv)
 	sigset_t alrm;
 	uint64_t fork_rng;
 	double start, end, next_progress, next_fork;
-	int selftest_done = 0;
 
 	parse_args(argc, argv);
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	size_region();
-	if (plan_n > 0) {
-		print_plan();
-		return 0;
-	}
+	size_regions(mb, REGIONS, CHUNK_PAGES, &region_pages, &npages, &nchunks);
+	plan_only(plan_n, print_plan);
 	find_blocks();
 	if (ncand && !dry_run)
 		supervise(restore_blocks);   /* what follows runs in its child */
@@ -985,17 +874,12 @@ int main(int argc, char **argv)
 	start_thread(&off.tid, offliner_main, NULL);
 
 	for (double t = 0; (t = now()) - start < duration;) {
-		if (self_test_corrupt && !selftest_done && t - start >= (duration < 2 ? 0.5 : 1.0)) {
-			selftest_done = 1;
-			self_test();
-		}
+		if (self_test_corrupt && t - start >= self_test_at(duration))
+			self_test_flip(&fork_gate, mem, selftest_offset(), self_test_check);
 		if (progress_due(t, &next_progress))
 			progress(t - start);
 		if (t >= next_fork) {
-			struct fork_op op = fork_next(&fork_rng);
-
-			if (gated_fork(&fork_gate) == 0)
-				child_main(op);
+			fork_checker(&fork_rng, &fork_gate, child_main);
 			next_fork = t + FORK_EVERY;
 		}
 		usleep(10000);

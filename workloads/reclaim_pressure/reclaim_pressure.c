@@ -61,7 +61,6 @@
 #include <sched.h>
 #include <stddef.h>
 #include <sys/mount.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 
@@ -956,8 +955,7 @@ static _Noreturn void worker_main(int id, pid_t parent)
 	child_begin();
 	worker_id = id;
 	ws = &shared->w[id];
-	if (prctl(PR_SET_PDEATHSIG, SIGKILL))
-		fail_sys("prctl(PR_SET_PDEATHSIG)", errno);
+	die_with_parent();
 	if (getppid() != parent)
 		_exit(EXIT_WORKLOAD);
 	signal(SIGTERM, SIG_DFL);
@@ -1222,12 +1220,11 @@ static void parse_args(int argc, char **argv)
 	const struct opt opts[] = {
 		FLAG("--self-test-corrupt", &self_test_corrupt),   /* hidden: tests the checker */
 		FLAG("--self-test-oom", &self_test_oom),   /* hidden: tests the OOM report */
-		NUM("--duration", &duration, 1, 86400),
-		NUM("--seed", &seed, 0, LONG_MAX),
+		RUN_OPTS(&duration, &seed),
 		NUM("--workers", &nworkers, 1, MAX_WORKERS),
 		NUM("--mb", &mb, 8, 4096),
 		NUM("--log", &log_decisions, 0, 10000),
-		NUM("--plan", &plan_n, 1, 1000000),
+		PLAN_OPT(&plan_n),
 		{ NULL },
 	};
 
@@ -1487,10 +1484,7 @@ int main(int argc, char **argv)
 	parse_args(argc, argv);
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	size_layout();
-	if (plan_n > 0) {
-		print_plan();
-		return 0;
-	}
+	plan_only(plan_n, print_plan);
 	find_nodes();
 	check_migration();
 	swap_devices = count_swap_devices();

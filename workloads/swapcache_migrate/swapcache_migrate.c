@@ -149,9 +149,7 @@ static struct fault_op fault_next(uint64_t *rng, int id)
 	op.write = r % 8 == 0;
 	op.page = (r >> 40) % CHUNK_PAGES;
 	if (op.write) {
-		size_t owned = (nchunks - id + nfaulters - 1) / nfaulters;
-
-		op.chunk = ((r >> 8) % owned) * nfaulters + id;
+		op.chunk = owned_chunk(r >> 8, id, nfaulters, nchunks);
 		op.npages = 1;
 	} else {
 		op.chunk = (r >> 8) % nchunks;
@@ -187,24 +185,10 @@ static struct mig_op mig_next(uint64_t *rng)
 	return op;
 }
 
-struct fork_op {
-	uint64_t child_seed;
-	unsigned sample;
-};
-
 /* The cycler's next chunk, 0..CYCLE_CHUNKS-1 of its block. */
 static size_t cycle_next(uint64_t *rng)
 {
 	return rnd(rng) % CYCLE_CHUNKS;
-}
-
-static struct fork_op fork_next(uint64_t *rng)
-{
-	struct fork_op op;
-
-	op.child_seed = rnd(rng);
-	op.sample = 32 + (op.child_seed >> 56) % 97;   /* 32..128 random pages */
-	return op;
 }
 
 static size_t selftest_offset(void)
@@ -216,57 +200,14 @@ static size_t selftest_offset(void)
 
 /* -- the pattern -------------------------------------------------------- */
 
-#define OFF_BITS 40
-
-static inline uint64_t pattern(size_t off, uint32_t g)
-{
-	return ((uint64_t)(g & 0xffffff) << OFF_BITS) | ((uint64_t)off & ((1ULL << OFF_BITS) - 1));
-}
+/* Offset-and-generation words (kstress.h); describe_page (below) says what
+ * pagemap knows of a page that came back wrong. */
+static void describe_page(int fd, size_t pg, char *buf, size_t len);
+static struct offgen_mem pattern = { .describe = describe_page, .state_name = "pagemap" };
 
 static inline uint64_t *page_words(size_t pg)
 {
 	return (uint64_t *)(mem + pg * PAGE);
-}
-
-/* Relaxed atomic word accesses: a racing reader retries on the seqlock. */
-static void fill_words(size_t pg, uint32_t g, unsigned from)
-{
-	uint64_t *w = page_words(pg);
-
-	for (unsigned i = from; i < WORDS; i++)
-		__atomic_store_n(&w[i], pattern(pg * PAGE + i * 8, g), __ATOMIC_RELAXED);
-}
-
-static void copy_page(size_t pg, uint64_t *buf)
-{
-	uint64_t *w = page_words(pg);
-
-	for (unsigned i = 0; i < WORDS; i++)
-		buf[i] = __atomic_load_n(&w[i], __ATOMIC_RELAXED);
-}
-
-struct mismatch {
-	size_t off, word_off;
-	uint64_t want, got;
-};
-
-/* Word 0 should hold generation g0, the rest g: the first differing byte. */
-static int compare_page(size_t pg, const uint64_t *buf, uint32_t g0, uint32_t g,
-			struct mismatch *m)
-{
-	for (unsigned i = 0; i < WORDS; i++) {
-		size_t off = pg * PAGE + i * 8;
-		uint64_t want = pattern(off, i ? g : g0);
-
-		if (buf[i] != want) {
-			m->word_off = off;
-			m->off = off + __builtin_ctzll(buf[i] ^ want) / 8;
-			m->want = want;
-			m->got = buf[i];
-			return 1;
-		}
-	}
-	return 0;
 }
 
 /* -- pagemap and kpageflags --------------------------------------------- */
@@ -277,27 +218,16 @@ static char kpf_state[32] = "unreadable";
 static char kpf_note[256];
 static char pagemap_note[160];
 
+/* pagemap entries of pages [first_pg, first_pg + n). */
 static int read_pagemap(int fd, size_t first_pg, size_t n, uint64_t *out)
 {
-	off_t at = ((uintptr_t)mem / PAGE + first_pg) * 8;
-	ssize_t got = pread(fd, out, n * 8, at);
-
-	if (got < 0)
-		fail_sys("pread(/proc/self/pagemap)", errno);
-	return got == (ssize_t)(n * 8);
+	return pagemap_read(fd, mem + first_pg * PAGE, n, out);
 }
 
 /* The flags of a PFN, or 0 when they cannot be known. */
 static int read_kpageflags(uint64_t pfn, uint64_t *flags)
 {
-	ssize_t got;
-
-	if (kpageflags_fd < 0 || !pfn)
-		return 0;
-	got = pread(kpageflags_fd, flags, 8, (off_t)(pfn * 8));
-	if (got < 0)
-		fail_sys("pread(/proc/kpageflags)", errno);
-	return got == 8;
+	return kpageflags_read(kpageflags_fd, pfn, flags);
 }
 
 /* One page's pagemap state in words, for mismatch reports. */
@@ -338,25 +268,6 @@ static void describe_page(int fd, size_t pg, char *buf, size_t len)
 	} else {
 		snprintf(buf, len, "not present and no swap entry");
 	}
-}
-
-static void __attribute__((noreturn)) report_mismatch(const char *who, size_t pg,
-						      const struct mismatch *m, int pm_fd, int code)
-{
-	char state[256];
-	uint64_t again = __atomic_load_n((uint64_t *)(mem + m->word_off), __ATOMIC_RELAXED);
-	unsigned byte = m->off - m->word_off;
-
-	describe_page(pm_fd, pg, state, sizeof(state));
-	die(code, "%s: data mismatch at offset 0x%zx (page %zu): expected byte 0x%02x, "
-	    "found 0x%02x; the word at 0x%zx should be 0x%016llx (offset 0x%llx generation %llu), "
-	    "was 0x%016llx (offset 0x%llx generation %llu), reads 0x%016llx now; pagemap: %s",
-	    who, m->off, pg, (unsigned)(m->want >> (8 * byte)) & 0xff,
-	    (unsigned)(m->got >> (8 * byte)) & 0xff, m->word_off,
-	    (unsigned long long)m->want, (unsigned long long)(m->want & ((1ULL << OFF_BITS) - 1)),
-	    (unsigned long long)(m->want >> OFF_BITS), (unsigned long long)m->got,
-	    (unsigned long long)(m->got & ((1ULL << OFF_BITS) - 1)),
-	    (unsigned long long)(m->got >> OFF_BITS), (unsigned long long)again, state);
 }
 
 /* -- counters ----------------------------------------------------------- */
@@ -452,29 +363,15 @@ static struct faulter faulters[MAX_FAULTERS];
 /* Read one page through its chunk's seqlock and check it. */
 static void read_page(struct faulter *f, size_t c, size_t pg)
 {
-	struct mismatch m;
-	uint32_t s1, s2, g;
+	/* The copy is the read fault: maybe a swap-in. */
+	uint32_t g = seq_copy_page(&seq[c], &gen[pg], page_words(pg), f->buf, &f->seq_retries);
+	struct offgen_mismatch m;
 
-	for (;;) {
-		s1 = __atomic_load_n(&seq[c], __ATOMIC_ACQUIRE);
-		if (s1 & 1) {
-			ADD(f->seq_retries, 1);
-			sched_yield();
-			continue;
-		}
-		g = __atomic_load_n(&gen[pg], __ATOMIC_RELAXED);
-		copy_page(pg, f->buf);   /* the read fault: maybe a swap-in */
-		atomic_thread_fence(memory_order_acquire);
-		s2 = __atomic_load_n(&seq[c], __ATOMIC_RELAXED);
-		if (s1 == s2)
-			break;
-		ADD(f->seq_retries, 1);
-	}
-	if (compare_page(pg, f->buf, g, g, &m)) {
+	if (offgen_compare(&pattern, pg, f->buf, g, g, &m)) {
 		char who[32];
 
 		snprintf(who, sizeof(who), "faulter %d", f->id);
-		report_mismatch(who, pg, &m, pagemap_fd, EXIT_KERNEL);
+		offgen_report(&pattern, who, pg, &m, pagemap_fd, EXIT_KERNEL);
 	}
 	ADD(f->pages_verified, 1);
 }
@@ -486,27 +383,23 @@ static void write_page(struct faulter *f, size_t c, size_t pg)
 {
 	uint64_t *w = page_words(pg);
 	uint32_t g = gen[pg];
-	struct mismatch m;
-	int e;
+	struct offgen_mismatch m;
 
-	if ((e = pthread_rwlock_rdlock(&fork_gate)))
-		fail_sys("pthread_rwlock_rdlock", e);
-	__atomic_store_n(&seq[c], seq[c] + 1, __ATOMIC_RELAXED);
-	atomic_thread_fence(memory_order_release);
-	__atomic_store_n(&w[0], pattern(pg * PAGE, g + 1), __ATOMIC_RELAXED);
-	copy_page(pg, f->buf);
-	if (compare_page(pg, f->buf, g + 1, g, &m)) {
+	check_pthread("pthread_rwlock_rdlock", pthread_rwlock_rdlock(&fork_gate));
+	seq_write_begin(&seq[c]);
+	__atomic_store_n(&w[0], offgen_word(&pattern, pg * PAGE, g + 1), __ATOMIC_RELAXED);
+	copy_words(w, f->buf);
+	if (offgen_compare(&pattern, pg, f->buf, g + 1, g, &m)) {
 		char who[32];
 
 		snprintf(who, sizeof(who), "faulter %d (writing)", f->id);
-		report_mismatch(who, pg, &m, pagemap_fd, EXIT_KERNEL);
+		offgen_report(&pattern, who, pg, &m, pagemap_fd, EXIT_KERNEL);
 	}
 	ADD(f->pages_verified, 1);
 	__atomic_store_n(&gen[pg], g + 1, __ATOMIC_RELAXED);
-	fill_words(pg, g + 1, 1);
-	__atomic_store_n(&seq[c], seq[c] + 1, __ATOMIC_RELEASE);
-	if ((e = pthread_rwlock_unlock(&fork_gate)))
-		fail_sys("pthread_rwlock_unlock", e);
+	offgen_fill(&pattern, pg, g + 1, 1);
+	seq_write_end(&seq[c]);
+	check_pthread("pthread_rwlock_unlock", pthread_rwlock_unlock(&fork_gate));
 	ADD(f->pages_written, 1);
 }
 
@@ -683,17 +576,17 @@ static void cycle_pageout(size_t k)
 /* Read chunk k back and check every page: after a pageout, swap-ins. */
 static void cycle_verify(size_t k, const char *after)
 {
-	struct mismatch m;
+	struct offgen_mismatch m;
 
 	for (unsigned i = 0; i < CHUNK_PAGES; i++) {
 		size_t pg = cycle_page(k, i);
 
-		copy_page(pg, cyc.buf);
-		if (compare_page(pg, cyc.buf, gen[pg], gen[pg], &m)) {
+		copy_words(page_words(pg), cyc.buf);
+		if (offgen_compare(&pattern, pg, cyc.buf, gen[pg], gen[pg], &m)) {
 			char who[96];
 
 			snprintf(who, sizeof(who), "cycler (chunk %zu %s)", k, after);
-			report_mismatch(who, pg, &m, pagemap_fd, EXIT_KERNEL);
+			offgen_report(&pattern, who, pg, &m, pagemap_fd, EXIT_KERNEL);
 		}
 	}
 	ADD(cyc.pages_verified, CHUNK_PAGES);
@@ -731,7 +624,7 @@ static void cycle_chunk(size_t k)
 		size_t pg = cycle_page(k, i);
 
 		gen[pg]++;
-		fill_words(pg, gen[pg], 0);
+		offgen_fill(&pattern, pg, gen[pg], 0);
 		addrs[i] = mem + pg * PAGE;
 	}
 	ADD(cyc.swapcache_written, in_swapcache);
@@ -756,34 +649,17 @@ static void *cycler_main(void *arg)
 
 /* -- fork children ------------------------------------------------------ */
 
-/* A child checks pages it inherited against the generations as of the fork
- * (no writer was inside the fork gate then) and exits. */
+/* A child checks pages against the generations as of the fork: no writer
+ * was inside the fork gate then. */
+static void child_check(size_t pg, unsigned i)
+{
+	(void)i;
+	offgen_child_check(&pattern, pg);
+}
+
 static void __attribute__((noreturn)) child_main(struct fork_op op)
 {
-	static uint64_t buf[WORDS];
-	uint64_t rng = op.child_seed;
-	size_t first = rnd(&rng) % nchunks * CHUNK_PAGES;
-	unsigned long long done = 0;
-	struct mismatch m;
-
-	child_begin();
-	for (unsigned i = 0; i < CHUNK_PAGES + op.sample; i++) {
-		/* One whole chunk in order, then random pages. */
-		size_t pg = i < CHUNK_PAGES ? first + i : rnd(&rng) % npages;
-
-		copy_page(pg, buf);
-		if (compare_page(pg, buf, gen[pg], gen[pg], &m)) {
-			char who[64];
-			int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
-
-			snprintf(who, sizeof(who), "fork child %d (memory inherited at fork)",
-				 (int)getpid());
-			report_mismatch(who, pg, &m, fd, EXIT_CHILD_MISMATCH);
-		}
-		done++;
-	}
-	ADD_SHARED(shared->child_pages_verified, done);
-	_exit(0);
+	child_check_pages(op, 0, npages, CHUNK_PAGES, child_check, &shared->child_pages_verified);
 }
 
 /* -- setup -------------------------------------------------------------- */
@@ -819,10 +695,7 @@ static void open_page_monitors(void)
 		snprintf(kpf_state, sizeof(kpf_state), "no_pagemap");
 		return;
 	}
-	/* Page 0 was just written: present, so a visible PFN is nonzero. */
-	if (!read_pagemap(pagemap_fd, 0, 1, &e) || !(e & PM_PRESENT))
-		die(EXIT_WORKLOAD, "workload failed: /proc/self/pagemap says a page just written "
-		    "is not present (entry 0x%llx)", (unsigned long long)e);
+	e = written_page_entry(pagemap_fd, mem);
 	pfns_visible = (e & PM_PFN_MASK) != 0;
 	kpageflags_fd = open("/proc/kpageflags", O_RDONLY | O_CLOEXEC);
 	if (kpageflags_fd < 0) {
@@ -855,24 +728,20 @@ static void parse_args(int argc, char **argv)
 {
 	const struct opt opts[] = {
 		FLAG("--self-test-corrupt", &self_test_corrupt),   /* hidden: tests the checker */
-		NUM("--duration", &duration, 1, 86400),
-		NUM("--seed", &seed, 0, LONG_MAX),
+		RUN_OPTS(&duration, &seed),
 		NUM("--mb", &mb, 2, 4096),
 		NUM("--faulters", &nfaulters, 1, MAX_FAULTERS),
-		NUM("--plan", &plan_n, 1, 1000000),
+		PLAN_OPT(&plan_n),
 		{ NULL },
 	};
 
 	parse_opts(argc, argv, opts);
-	if (seed < 0)
-		usage("--seed is required");
-	if (duration < 0 && plan_n < 0)
-		usage("--duration is required (or --plan N)");
+	require_seed_and_duration(seed, duration, plan_n);
 }
 
 static void size_region(void)
 {
-	nblocks = ((size_t)mb * (1UL << 20) + BLOCK - 1) / BLOCK;
+	nblocks = blocks_per_part(mb, 1);
 	nchunks = nblocks * CHUNKS_PER_BLOCK;
 	npages = nchunks * CHUNK_PAGES;
 }
@@ -920,13 +789,7 @@ static void print_plan(void)
 	for (long i = 0; i < plan_n; i++)
 		printf(" %zu", cycle_next(&rng));
 	printf("\n");
-	rng = stream(RNG_FORK);
-	for (long i = 0; i < plan_n; i++) {
-		struct fork_op op = fork_next(&rng);
-
-		printf("plan fork %ld: child seed 0x%016llx, %u random pages\n", i,
-		       (unsigned long long)op.child_seed, op.sample);
-	}
+	print_fork_plan(stream(RNG_FORK), plan_n, 0);
 }
 
 /* The shared blocks, then the cycler's (small pages, not inherited by
@@ -946,6 +809,8 @@ static void map_region(void)
 	seq = calloc(nchunks, sizeof(*seq));
 	if (!block_thp || !gen || !seq)
 		die(EXIT_WORKLOAD, "workload failed: out of memory for the bookkeeping arrays");
+	pattern.base = mem;
+	pattern.gen = gen;
 	for (size_t b = 0; b < nblocks; b++)
 		block_thp[b] = thp_layout(&rng);
 }
@@ -971,22 +836,13 @@ static void advise_layout(void)
 	}
 }
 
-/* Hidden --self-test-corrupt: flip one byte behind the kernel's back, as a
- * lost write would, and check it the way the faulters do. */
-static void self_test(void)
+/* Hidden --self-test-corrupt's check, the way the faulters check. */
+static void self_test_check(size_t pg)
 {
-	size_t off = selftest_offset(), pg = off / PAGE;
-	struct mismatch m;
 	static uint64_t buf[WORDS];
 
-	/* No writer overwrites it. */
-	check_pthread("pthread_rwlock_wrlock", pthread_rwlock_wrlock(&fork_gate));
-	fprintf(stderr, "%s: self-test: flipping the byte at offset 0x%zx\n", prog, off);
-	*(volatile unsigned char *)(mem + off) ^= 0x5a;
-	copy_page(pg, buf);
-	if (compare_page(pg, buf, gen[pg], gen[pg], &m))
-		report_mismatch("main (self-test)", pg, &m, pagemap_fd, EXIT_KERNEL);
-	die(EXIT_WORKLOAD, "workload failed: self-test: the byte flipped at 0x%zx went unnoticed", off);
+	copy_words(page_words(pg), buf);
+	offgen_check(&pattern, "main (self-test)", pg, buf, gen[pg], pagemap_fd, EXIT_KERNEL);
 }
 
 static void progress(double t)
@@ -1006,19 +862,14 @@ static void progress(double t)
 
 int main(int argc, char **argv)
 {
-	pthread_rwlockattr_t ga;
 	uint64_t fork_rng;
 	struct rusage ru;
 	double start, end, next_progress;
-	int e, selftest_done = 0;
 
 	parse_args(argc, argv);
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	size_region();
-	if (plan_n > 0) {
-		print_plan();
-		return 0;
-	}
+	plan_only(plan_n, print_plan);
 
 	find_nodes();
 	swap_devices = count_swap_devices();
@@ -1026,28 +877,15 @@ int main(int argc, char **argv)
 	advise_layout();
 	for (size_t pg = 0; pg < npages + CYCLE_CHUNKS * CHUNK_PAGES; pg++) {
 		gen[pg] = 1;
-		fill_words(pg, 1, 0);
+		offgen_fill(&pattern, pg, 1, 0);
 	}
 	open_page_monitors();
 
 	mig.flags = move_flags();
 	mig.mv.nomem_ok = 1;
-	mig.query_ok = 1;
-	{
-		void *a = mem;
-		int st;
-
-		if (sys_move_pages(1, &a, NULL, &st, 0) < 0) {
-			if (errno != ENOSYS)
-				fail_sys("move_pages(query)", errno);
-			mig.query_ok = 0;
-			snprintf(mig.off_reason, sizeof(mig.off_reason), "move_pages is ENOSYS (a "
-				 "kernel without CONFIG_MIGRATION or CONFIG_NUMA): nothing is migrated");
-		}
-	}
-	if (!mig.off_reason[0] && nnodes < 2)
-		snprintf(mig.off_reason, sizeof(mig.off_reason), "only %d NUMA node with memory: "
-			 "there is nowhere to migrate to, so pages are only sampled, not moved", nnodes);
+	mig.query_ok = migration_off_reason(mig.off_reason, sizeof(mig.off_reason), mem,
+					    "nothing is migrated",
+					    "so pages are only sampled, not moved");
 
 	if (swap_devices <= 0)
 		snprintf(cyc.off_reason, sizeof(cyc.off_reason), "the cycler does not run: without "
@@ -1057,13 +895,8 @@ int main(int argc, char **argv)
 			 "nothing can be migrated here");
 	cyc.mv.nomem_ok = 1;
 
-	shared = mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	if (shared == MAP_FAILED)
-		fail_sys("mmap(MAP_SHARED)", errno);
-	if ((e = pthread_rwlockattr_init(&ga)) ||
-	    (e = pthread_rwlockattr_setkind_np(&ga, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP)) ||
-	    (e = pthread_rwlock_init(&fork_gate, &ga)))
-		fail_sys("pthread_rwlock_init", e);
+	shared = map_shared_page();
+	fork_gate_init(&fork_gate);
 
 	pager.rng = stream(RNG_PAGER);
 	mig.rng = stream(RNG_MIGRATOR);
@@ -1082,19 +915,11 @@ int main(int argc, char **argv)
 		start_thread(&cyc.tid, cycler_main, NULL);
 
 	for (double t = 0; (t = now()) - start < duration;) {
-		struct fork_op op = fork_next(&fork_rng);
-
-		if (self_test_corrupt && !selftest_done && t - start >= (duration < 2 ? 0.5 : 1.0)) {
-			selftest_done = 1;
-			self_test();
-		}
+		if (self_test_corrupt && t - start >= self_test_at(duration))
+			self_test_flip(&fork_gate, mem, selftest_offset(), self_test_check);
 		if (progress_due(t, &next_progress))
 			progress(t - start);
-		reap_slot(forks);
-		check_pthread("pthread_rwlock_wrlock", pthread_rwlock_wrlock(&fork_gate));
-		if (fork_child() == 0)
-			child_main(op);
-		check_pthread("pthread_rwlock_unlock", pthread_rwlock_unlock(&fork_gate));
+		fork_checker(&fork_rng, &fork_gate, child_main);
 	}
 	stop_and_reap();
 	for (int i = 0; i < nfaulters; i++)
@@ -1159,14 +984,10 @@ int main(int argc, char **argv)
 		       "swapped_out_seen, swapcache_seen and swapcache_pages_migrated stay 0\n", prog,
 		       swap_devices < 0 ? "no /proc/swaps (a kernel without CONFIG_SWAP)"
 		       : "no swap device is active (/proc/swaps lists none)");
-	if (mig.off_reason[0])
-		printf("%s note: %s\n", prog, mig.off_reason);
-	if (cyc.off_reason[0])
-		printf("%s note: %s\n", prog, cyc.off_reason);
-	if (pagemap_note[0])
-		printf("%s note: %s\n", prog, pagemap_note);
-	if (kpf_note[0])
-		printf("%s note: %s\n", prog, kpf_note);
+	print_note(mig.off_reason);
+	print_note(cyc.off_reason);
+	print_note(pagemap_note);
+	print_note(kpf_note);
 	if (!thp_available)
 		printf("%s note: MADV_HUGEPAGE is EINVAL (no CONFIG_TRANSPARENT_HUGEPAGE): "
 		       "small pages only\n", prog);

@@ -67,7 +67,6 @@
 #include "kstress.h"
 
 #include <dirent.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
 
 #ifndef MAP_FIXED_NOREPLACE
@@ -667,8 +666,14 @@ static void op_split(struct region *r, uint64_t r1)
 	verify_sample(r, r1 >> 28, 6);
 }
 
-static void run_op(struct region *r, int op, uint64_t r1)
+/* Decision op on region ri, with its mutex held (churn()). */
+static void run_op(int ri, int op, const uint64_t args[2])
 {
+	struct region *r = &regions[ri];
+	uint64_t r1 = args[0];
+
+	cur_region = ri;
+	cur_op = op_name[op];
 	switch (op) {
 	case OP_WRITE: op_write(r, r1); break;
 	case OP_VERIFY: op_verify(r, r1); break;
@@ -681,12 +686,12 @@ static void run_op(struct region *r, int op, uint64_t r1)
 	case OP_COLLAPSE: op_collapse(r, r1); break;
 	case OP_SPLIT: op_split(r, r1); break;
 	}
+	cur_op = "idle";
 }
 
 /* --------------------------------------------------------------- churners */
 
 struct churner {
-	pthread_t tid;
 	int id;
 	uint64_t rng;
 	struct stats st;
@@ -694,92 +699,51 @@ struct churner {
 };
 
 static struct churner churners[MAX_WRITERS];
-static pthread_barrier_t gate;
+static struct crew crew;   /* the churners and the migrator */
 
-static void lock_region(struct region *r)
+static pthread_mutex_t *region_mutex(int ri)
 {
-	check_pthread("pthread_mutex_lock", pthread_mutex_lock(&r->lock));
+	return &regions[ri].lock;
 }
 
-static void unlock_region(struct region *r)
+/* Decision n of churner t: two draws, whatever the regions' state. */
+static int churner_decide(void *t_, long n, uint64_t args[2])
 {
-	check_pthread("pthread_mutex_unlock", pthread_mutex_unlock(&r->lock));
-}
-
-/* One decision: two draws, whatever the regions' state. */
-static int churner_decide(struct churner *t, long n, uint64_t *r1)
-{
+	struct churner *t = t_;
 	uint64_t r0 = rnd(&t->rng);
 	int ri = r0 % nregions, op = pick_op(r0);
 
-	*r1 = rnd(&t->rng);
+	args[0] = rnd(&t->rng);
 	log_line(&t->log, "decision churner%d n=%ld region=%d op=%s arg=%016llx", t->id, n, ri,
-		 op_name[op], (unsigned long long)*r1);
+		 op_name[op], (unsigned long long)args[0]);
 	return ri << 8 | op;
 }
 
 static void *churner_main(void *arg)
 {
 	struct churner *t = arg;
-	long n = 0;
 
 	me = &t->st;
 	snprintf(who, sizeof(who), "churner %d", t->id);
-	pthread_barrier_wait(&gate);
-	while (!stopping()) {
-		uint64_t r1;
-		int d = churner_decide(t, n++, &r1);
-		struct region *r = &regions[d >> 8];
-
-		lock_region(r);
-		cur_region = r->id;
-		cur_op = op_name[d & 255];
-		run_op(r, d & 255, r1);
-		cur_op = "idle";
-		unlock_region(r);
-		ADD(me->ops, 1);
-	}
+	churn(t, &crew.gate, churner_decide, region_mutex, run_op, &me->ops);
 	return NULL;
 }
 
 /* --------------------------------------------------------------- migrator */
 
-static struct {
-	pthread_t tid;
-	uint64_t rng;
-	struct dlog log;
-	struct move_stats mv;
-} mig;
+static struct migrator mig;
 
-static uint64_t migrator_decide(long n, void **pages)
+/* A migrator's draw: any page of the regions. */
+static void *migrator_pick(uint64_t x)
 {
-	uint64_t digest = 0;
-
-	for (int i = 0; i < BATCH; i++) {
-		uint64_t x = rnd(&mig.rng);
-
-		digest = (digest ^ x) * 0x100000001b3ULL;
-		if (pages)
-			pages[i] = area + (x % ((uint64_t)nregions * RPAGES)) * PAGE;
-	}
-	log_line(&mig.log, "decision migrator n=%ld picks=%016llx", n, (unsigned long long)digest);
-	return digest;
+	return area + (x % ((uint64_t)nregions * RPAGES)) * PAGE;
 }
 
 static void *migrator_main(void *arg)
 {
-	int flags = move_flags();
-	long round = 0;
-
 	(void)arg;
 	snprintf(who, sizeof(who), "migrator");
-	pthread_barrier_wait(&gate);
-	while (!stopping()) {
-		void *pages[BATCH];
-
-		migrator_decide(round, pages);
-		migrate_round(&mig.mv, ++round, BATCH, pages, flags);
-	}
+	migrator_loop(&mig, &crew.gate, BATCH, migrator_pick);
 	return NULL;
 }
 
@@ -1247,8 +1211,7 @@ static _Noreturn void pressure_main(void)
 	open_page_monitors();
 	me = &pressure_stats_own;
 	snprintf(who, sizeof(who), "pressure child (pid %d)", (int)getpid());
-	if (prctl(PR_SET_PDEATHSIG, SIGKILL))
-		fail_sys("prctl(PR_SET_PDEATHSIG)", errno);
+	die_with_parent();
 	if (memcg_on) {
 		char path[400];
 		int err;
@@ -1320,21 +1283,11 @@ static struct shared {
 static struct stats main_stats;
 static struct dlog fork_log;
 
-struct fork_plan {
-	int sample[FORK_SAMPLE], k;
-	uint64_t child_seed;
-};
-
-/* One draw: a sorted sample of distinct regions and the child's seed. */
+/* Decision n of the forker: a sorted sample of distinct regions and the
+ * child's seed. */
 static void forker_decide(uint64_t *rng, long n, struct fork_plan *f)
 {
-	uint64_t sub = rnd(rng);
-
-	f->k = pick_sorted(&sub, nregions, FORK_SAMPLE, f->sample);
-	f->child_seed = rnd(&sub);
-	log_line(&fork_log, "decision forker n=%ld regions=%d,%d,%d child_seed=%016llx", n,
-		 f->sample[0], f->k > 1 ? f->sample[1] : -1, f->k > 2 ? f->sample[2] : -1,
-		 (unsigned long long)f->child_seed);
+	forker_decide_sample(&fork_log, rng, n, nregions, FORK_SAMPLE, "regions", f);
 }
 
 /* --self-test-corrupt: flip one byte of a mapped page in this child's view
@@ -1365,8 +1318,7 @@ static _Noreturn void child_main(const struct fork_plan *f, int corrupt)
 	open_page_monitors();
 	memset(me, 0, sizeof(*me));
 	snprintf(who, sizeof(who), "child of fork #%llu (pid %d)", forks, (int)getpid());
-	if (prctl(PR_SET_PDEATHSIG, SIGKILL))
-		fail_sys("prctl(PR_SET_PDEATHSIG)", errno);
+	die_with_parent();
 	if (corrupt)
 		corrupt_one(f);
 	cur_op = "child: verify inherited pages";
@@ -1421,19 +1373,10 @@ static _Noreturn void child_main(const struct fork_plan *f, int corrupt)
 static void fork_one(uint64_t *rng)
 {
 	struct fork_plan f;
-	int corrupt;
 
 	forker_decide(rng, forks, &f);
-	reap_slot(forks);
-	corrupt = self_test_corrupt && !GET(shared->selftest_done);
-	for (int i = 0; i < f.k; i++)
-		lock_region(&regions[f.sample[i]]);
-	if (fork_child() == 0)
-		child_main(&f, corrupt);
-	for (int i = f.k - 1; i >= 0; i--)
-		unlock_region(&regions[f.sample[i]]);
-	if (corrupt)   /* wait for its verdict before the next fork */
-		reap_slot(forks - 1);
+	fork_sample_locked(&f, self_test_corrupt && !GET(shared->selftest_done), region_mutex,
+			   child_main);
 }
 
 /* ---------------------------------------------------------------- set up */
@@ -1506,14 +1449,13 @@ static void parse_args(int argc, char **argv)
 		FLAG("--no-reclaim", &no_reclaim),
 		FLAG("--no-debugfs", &no_debugfs),
 		FLAG("--self-test-corrupt", &self_test_corrupt),
-		NUM("--duration", &duration, 1, 86400),
-		NUM("--seed", &seed, 0, LONG_MAX),
+		RUN_OPTS(&duration, &seed),
 		NUM("--writers", &nwriters, 1, MAX_WRITERS),
 		NUM("--thp-mb", &thp_mb, 2, 512),
 		NUM("--pressure-thp-mb", &pressure_thp_mb, 2, 2 * MAX_PTHP),
 		NUM("--pressure-mb", &pressure_mb, 1, 256),
-		NUM("--plan", &plan_decisions, 1, 1000000),
-		NUM("--log", &log_decisions, 0, 100000),
+		PLAN_OPT(&plan_decisions),
+		LOG_OPT,
 		{ NULL },
 	};
 
@@ -1528,15 +1470,15 @@ static int print_plan(void)
 	uint64_t main_rng = seed_stream(seed, RNG_MAIN), prng = seed_stream(seed, RNG_PRESSURE);
 	struct round_plan rp;
 	struct fork_plan f;
-	uint64_t r1;
+	uint64_t args[2];
 
 	for (int t = 0; t < nwriters; t++)
 		for (long n = 0; n < plan_decisions; n++)
-			churner_decide(&churners[t], n, &r1);
+			churner_decide(&churners[t], n, args);
 	for (long n = 0; n < plan_decisions; n++)
 		forker_decide(&main_rng, n, &f);
 	for (long n = 0; n < plan_decisions; n++)
-		migrator_decide(n, NULL);
+		migrator_decide(&mig, n, BATCH, NULL, migrator_pick);
 	for (long n = 0; n < plan_decisions; n++)
 		pressure_decide(&prng, n, &rp);
 	return 0;
@@ -1583,13 +1525,8 @@ static void sample_shrinker(void)
 static void sum_stats(struct stats *s)
 {
 	memset(s, 0, sizeof(*s));
-	for (int t = 0; t < nwriters; t++) {
-		const unsigned long long *src = (const unsigned long long *)&churners[t].st;
-		unsigned long long *dst = (unsigned long long *)s;
-
-		for (size_t i = 0; i < sizeof(*s) / sizeof(*dst); i++)
-			dst[i] += GET(src[i]);
-	}
+	for (int t = 0; t < nwriters; t++)
+		add_counters(s, &churners[t].st, sizeof(*s));
 }
 
 static void progress(double t)
@@ -1683,7 +1620,6 @@ int main(int argc, char **argv)
 	long long vm0[NVM], vm1[NVM], kh0[2], kh1[2];
 	double start, end, next_progress, next_sample;
 	uint64_t main_rng;
-	struct sigaction sa;
 	int migrate;
 
 	/* stdout's buffer is static: nothing may mmap() once holes exist. */
@@ -1700,12 +1636,7 @@ int main(int argc, char **argv)
 	dlog_alloc(&mig.log);
 	dlog_alloc(&fork_log);
 	shared = x_map(sizeof(*shared), MAP_SHARED, "mmap(shared counters)");
-
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_sigaction = on_fault;
-	sa.sa_flags = SA_SIGINFO;
-	if (sigaction(SIGSEGV, &sa, NULL) || sigaction(SIGBUS, &sa, NULL))
-		fail_sys("sigaction", errno);
+	catch_faults(on_fault);
 	open_page_monitors();
 	open_debugfs();
 	if (!no_pressure)
@@ -1721,16 +1652,16 @@ int main(int argc, char **argv)
 	}
 	map_regions();
 
-	check_pthread("pthread_barrier_init", pthread_barrier_init(&gate, NULL, 1 + nwriters + migrate));
+	crew_init(&crew, nwriters + migrate);
 	for (int t = 0; t < nwriters; t++)
-		start_thread(&churners[t].tid, churner_main, &churners[t]);
+		crew_add(&crew, churner_main, &churners[t]);
 	if (migrate)
-		start_thread(&mig.tid, migrator_main, NULL);
+		crew_add(&crew, migrator_main, NULL);
 	main_rng = seed_stream(seed, RNG_MAIN);
 	start = now();
 	next_progress = start + PROGRESS_EVERY;
 	next_sample = start;
-	pthread_barrier_wait(&gate);
+	crew_go(&crew);
 
 	while (now() - start < duration) {
 		if (progress_due(now(), &next_progress))
@@ -1745,10 +1676,7 @@ int main(int argc, char **argv)
 			fork_one(&main_rng);
 	}
 	stop_and_reap();
-	for (int t = 0; t < nwriters; t++)
-		pthread_join(churners[t].tid, NULL);
-	if (migrate)
-		pthread_join(mig.tid, NULL);
+	crew_join(&crew);
 	reap_pressure();
 	remove_memcg();
 	end = now();

@@ -49,8 +49,6 @@
 	"       [--log N] [--plan N]\n"
 #include "kstress.h"
 
-#include <sys/prctl.h>
-
 #ifndef MAP_FIXED_NOREPLACE
 #define MAP_FIXED_NOREPLACE 0x100000
 #endif
@@ -947,8 +945,14 @@ static void op_stack_shrink(struct chunk *c, uint64_t r1)
 	verify_range(c, c->len - 1, 1);
 }
 
-static void run_op(struct chunk *c, int op, uint64_t r1, uint64_t r2)
+/* Decision op on chunk ci, with its mutex held (churn()). */
+static void run_op(int ci, int op, const uint64_t args[2])
 {
+	struct chunk *c = &chunks[ci];
+	uint64_t r1 = args[0], r2 = args[1];
+
+	cur_chunk = ci;
+	cur_op = op_name[op];
 	switch (op) {
 	case OP_WRITE: op_write(c, r1); break;
 	case OP_VERIFY: op_verify(c, r1); break;
@@ -961,12 +965,12 @@ static void run_op(struct chunk *c, int op, uint64_t r1, uint64_t r2)
 	case OP_STACK_GROW: op_stack_grow(c, r1); break;
 	case OP_STACK_SHRINK: op_stack_shrink(c, r1); break;
 	}
+	cur_op = "idle";
 }
 
 /* --------------------------------------------------------------- churners */
 
 struct churner {
-	pthread_t tid;
 	int id;
 	uint64_t rng;
 	int *owned;
@@ -976,55 +980,42 @@ struct churner {
 };
 
 static struct churner churners[MAX_CHURNERS];
-static pthread_barrier_t gate;
+static struct crew crew;   /* the churners and the migrator */
 
-/* One decision: three draws, whatever the chunk's state. */
-static int churner_decide(struct churner *t, long n, uint64_t *r1, uint64_t *r2)
+static pthread_mutex_t *chunk_mutex(int ci)
 {
+	return &chunks[ci].lock;
+}
+
+/* Decision n of churner t: three draws, whatever the chunk's state. */
+static int churner_decide(void *t_, long n, uint64_t args[2])
+{
+	struct churner *t = t_;
 	uint64_t r0 = rnd(&t->rng);
 	int ci = t->owned[r0 % t->nowned];
 	int op = pick_op(chunks[ci].kind, r0);
 
-	*r1 = rnd(&t->rng);
-	*r2 = rnd(&t->rng);
+	args[0] = rnd(&t->rng);
+	args[1] = rnd(&t->rng);
 	log_line(&t->log, "decision churner%d n=%ld chunk=%d kind=%s op=%s args=%016llx,%016llx",
 		 t->id, n, ci, kind_name[chunks[ci].kind], op_name[op],
-		 (unsigned long long)*r1, (unsigned long long)*r2);
+		 (unsigned long long)args[0], (unsigned long long)args[1]);
 	return ci << 8 | op;
 }
 
 static void *churner_main(void *arg)
 {
 	struct churner *t = arg;
-	long n = 0;
 
 	me = &t->st;
 	snprintf(who, sizeof(who), "churner %d", t->id);
-	pthread_barrier_wait(&gate);
-	while (!stopping()) {
-		uint64_t r1, r2;
-		int d = churner_decide(t, n++, &r1, &r2);
-		struct chunk *c = &chunks[d >> 8];
-
-		check_pthread("pthread_mutex_lock", pthread_mutex_lock(&c->lock));
-		cur_chunk = c->id;
-		cur_op = op_name[d & 255];
-		run_op(c, d & 255, r1, r2);
-		cur_op = "idle";
-		check_pthread("pthread_mutex_unlock", pthread_mutex_unlock(&c->lock));
-		ADD(me->ops, 1);
-	}
+	churn(t, &crew.gate, churner_decide, chunk_mutex, run_op, &me->ops);
 	return NULL;
 }
 
 /* --------------------------------------------------------------- migrator */
 
-static struct {
-	pthread_t tid;
-	uint64_t rng;
-	struct dlog log;
-	struct move_stats mv;   /* ENOMEM (no memory on the target node) is counted */
-} mig;
+static struct migrator mig;   /* ENOMEM (no memory on the target node) is counted */
 
 /* The address of page p of a chunk as of now, read without its lock: it
  * may be stale, which move_pages reports per page (-EFAULT, -ENOENT). */
@@ -1039,36 +1030,19 @@ static void *racy_page(struct chunk *c, size_t p)
 	return (char *)a + p * PAGE;
 }
 
-static uint64_t migrator_decide(long n, void **pages)
+/* A migrator's draw: a chunk, and a page of it. */
+static void *migrator_pick(uint64_t r)
 {
-	uint64_t digest = 0;
+	struct chunk *c = &chunks[r % nchunks];
 
-	for (int i = 0; i < BATCH; i++) {
-		uint64_t r = rnd(&mig.rng);
-		struct chunk *c = &chunks[r % nchunks];
-
-		digest = (digest ^ r) * 0x100000001b3ULL;
-		if (pages)
-			pages[i] = racy_page(c, (r >> 32) % c->cap);
-	}
-	log_line(&mig.log, "decision migrator n=%ld picks=%016llx", n, (unsigned long long)digest);
-	return digest;
+	return racy_page(c, (r >> 32) % c->cap);
 }
 
 static void *migrator_main(void *arg)
 {
-	int flags = move_flags();
-	long round = 0;
-
 	(void)arg;
 	snprintf(who, sizeof(who), "migrator");
-	pthread_barrier_wait(&gate);
-	while (!stopping()) {
-		void *pages[BATCH];
-
-		migrator_decide(round, pages);
-		migrate_round(&mig.mv, ++round, BATCH, pages, flags);
-	}
+	migrator_loop(&mig, &crew.gate, BATCH, migrator_pick);
 	return NULL;
 }
 
@@ -1082,21 +1056,11 @@ static struct shared {
 static struct stats main_stats;
 static struct dlog fork_log;
 
-struct fork_plan {
-	int sample[FORK_SAMPLE], k;
-	uint64_t child_seed;
-};
-
-/* One draw: a sorted sample of distinct chunks and the child's seed. */
+/* Decision n of the forker: a sorted sample of distinct chunks and the
+ * child's seed. */
 static void forker_decide(uint64_t *rng, long n, struct fork_plan *f)
 {
-	uint64_t sub = rnd(rng);
-
-	f->k = pick_sorted(&sub, nchunks, FORK_SAMPLE, f->sample);
-	f->child_seed = rnd(&sub);
-	log_line(&fork_log, "decision forker n=%ld chunks=%d,%d,%d,%d child_seed=%016llx", n,
-		 f->sample[0], f->k > 1 ? f->sample[1] : -1, f->k > 2 ? f->sample[2] : -1,
-		 f->k > 3 ? f->sample[3] : -1, (unsigned long long)f->child_seed);
+	forker_decide_sample(&fork_log, rng, n, nchunks, FORK_SAMPLE, "chunks", f);
 }
 
 /* --self-test-corrupt: flip one byte of a writable page in this child's
@@ -1130,8 +1094,7 @@ static _Noreturn void child_main(const struct fork_plan *f, int corrupt)
 	child_begin();
 	memset(me, 0, sizeof(*me));
 	snprintf(who, sizeof(who), "child of fork #%llu (pid %d)", forks, (int)getpid());
-	if (prctl(PR_SET_PDEATHSIG, SIGKILL))
-		fail_sys("prctl(PR_SET_PDEATHSIG)", errno);
+	die_with_parent();
 	if (corrupt)
 		corrupt_one(f);
 	cur_op = "child: verify inherited pages";
@@ -1195,14 +1158,15 @@ static _Noreturn void child_main(const struct fork_plan *f, int corrupt)
 	_exit(0);
 }
 
-static void lock_chunk(struct chunk *c)
+/* One fork: its sample of chunks is locked (their contents settled) while
+ * the child is made. */
+static void fork_one(uint64_t *rng)
 {
-	check_pthread("pthread_mutex_lock", pthread_mutex_lock(&c->lock));
-}
+	struct fork_plan f;
 
-static void unlock_chunk(struct chunk *c)
-{
-	check_pthread("pthread_mutex_unlock", pthread_mutex_unlock(&c->lock));
+	forker_decide(rng, forks, &f);
+	fork_sample_locked(&f, self_test_corrupt && !GET(shared->selftest_done), chunk_mutex,
+			   child_main);
 }
 
 /* --------------------------------------------------------------- set up */
@@ -1368,13 +1332,12 @@ static void parse_args(int argc, char **argv)
 		FLAG("--no-migrate", &no_migrate),
 		FLAG("--allow-single-node", NULL),   /* accepted like migrate_fork's; one node always runs */
 		FLAG("--self-test-corrupt", &self_test_corrupt),
-		NUM("--duration", &duration, 1, 86400),
-		NUM("--seed", &seed, 0, LONG_MAX),
+		RUN_OPTS(&duration, &seed),
 		NUM("--writers", &nchurners, 1, MAX_CHURNERS),
 		NUM("--thp-mb", &thp_mb, 0, 512),
 		NUM("--small-mb", &small_mb, 0, 512),
-		NUM("--plan", &plan_decisions, 1, 1000000),
-		NUM("--log", &log_decisions, 0, 100000),
+		PLAN_OPT(&plan_decisions),
+		LOG_OPT,
 		{ NULL },
 	};
 
@@ -1390,30 +1353,23 @@ static int print_plan(void)
 {
 	uint64_t main_rng = seed_stream(seed, RNG_MAIN);
 	struct fork_plan f;
+	uint64_t args[2];
 
 	for (int t = 0; t < nchurners; t++)
-		for (long n = 0; n < plan_decisions; n++) {
-			uint64_t r1, r2;
-
-			churner_decide(&churners[t], n, &r1, &r2);
-		}
+		for (long n = 0; n < plan_decisions; n++)
+			churner_decide(&churners[t], n, args);
 	for (long n = 0; n < plan_decisions; n++)
 		forker_decide(&main_rng, n, &f);
 	for (long n = 0; n < plan_decisions; n++)
-		migrator_decide(n, NULL);
+		migrator_decide(&mig, n, BATCH, NULL, migrator_pick);
 	return 0;
 }
 
 static void sum_stats(struct stats *s)
 {
 	memset(s, 0, sizeof(*s));
-	for (int t = 0; t < nchurners; t++) {
-		const unsigned long long *src = (const unsigned long long *)&churners[t].st;
-		unsigned long long *dst = (unsigned long long *)s;
-
-		for (size_t i = 0; i < sizeof(*s) / sizeof(*dst); i++)
-			dst[i] += GET(src[i]);
-	}
+	for (int t = 0; t < nchurners; t++)
+		add_counters(s, &churners[t].st, sizeof(*s));
 }
 
 static void progress(double t)
@@ -1430,7 +1386,6 @@ int main(int argc, char **argv)
 	static char outbuf[1 << 16];
 	uint64_t main_rng;
 	double start, end, next_progress;
-	struct sigaction sa;
 	struct rusage ru;
 	struct stats s;
 	int migrate;
@@ -1450,53 +1405,31 @@ int main(int argc, char **argv)
 	dlog_alloc(&mig.log);
 	dlog_alloc(&fork_log);
 	shared = x_map(NULL, sizeof(*shared), PROT_READ | PROT_WRITE, MAP_SHARED, "mmap(shared counters)");
-
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_sigaction = on_fault;
-	sa.sa_flags = SA_SIGINFO;
-	if (sigaction(SIGSEGV, &sa, NULL) || sigaction(SIGBUS, &sa, NULL))
-		fail_sys("sigaction", errno);
+	catch_faults(on_fault);
 
 	map_chunks();
 
-	check_pthread("pthread_barrier_init", pthread_barrier_init(&gate, NULL, 1 + nchurners + migrate));
+	crew_init(&crew, nchurners + migrate);
 	for (int t = 0; t < nchurners; t++)
-		start_thread(&churners[t].tid, churner_main, &churners[t]);
+		crew_add(&crew, churner_main, &churners[t]);
 	if (migrate)
-		start_thread(&mig.tid, migrator_main, NULL);
+		crew_add(&crew, migrator_main, NULL);
 	release_holes();
 	main_rng = seed_stream(seed, RNG_MAIN);
 	start = now();
 	next_progress = start + PROGRESS_EVERY;
-	pthread_barrier_wait(&gate);
+	crew_go(&crew);
 
 	while (now() - start < duration) {
-		struct fork_plan f;
-		int corrupt;
-
 		if (progress_due(now(), &next_progress))
 			progress(now() - start);
-		if (no_fork) {
+		if (no_fork)
 			usleep(10 * 1000);
-			continue;
-		}
-		forker_decide(&main_rng, forks, &f);
-		reap_slot(forks);
-		corrupt = self_test_corrupt && !GET(shared->selftest_done);
-		for (int i = 0; i < f.k; i++)
-			lock_chunk(&chunks[f.sample[i]]);
-		if (fork_child() == 0)
-			child_main(&f, corrupt);
-		for (int i = f.k - 1; i >= 0; i--)
-			unlock_chunk(&chunks[f.sample[i]]);
-		if (corrupt)   /* wait for its verdict before the next fork */
-			reap_slot(forks - 1);
+		else
+			fork_one(&main_rng);
 	}
 	stop_and_reap();
-	for (int t = 0; t < nchurners; t++)
-		pthread_join(churners[t].tid, NULL);
-	if (migrate)
-		pthread_join(mig.tid, NULL);
+	crew_join(&crew);
 	end = now();
 	ru = self_rusage();
 
