@@ -16,6 +16,7 @@ import pytest
 from browser import CHROMIUM, open_page
 from run_schema import validate_run_json
 
+from harness.errors import UsageError
 from harness.report import (
     REPORT_HTML,
     FindingRow,
@@ -36,6 +37,7 @@ REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "tests" / "data" / "report"
 COMPARE = DATA / "compare"
 RUNS = DATA / "runs"
+SOAK = DATA / "soak"  # a merged soak.json of two shards: 18 iterations of quick, one known issue
 NASTY = "</script><script>alert(1)</script> <img src=x onerror=alert(2)> & \x00\x1b[31m"
 PLOT_DRAWN = "document.querySelectorAll('#timeline .main-svg .scatterlayer .trace').length > 0"
 needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="needs chromium (Debian package chromium) to render "
@@ -66,7 +68,7 @@ def external(page: str) -> list[str]:
 
 
 def test_the_recorded_runs_are_valid_run_json():
-    paths = sorted(COMPARE.rglob("run.json")) + sorted(RUNS.rglob("run.json"))
+    paths = sorted(COMPARE.rglob("run.json")) + sorted(RUNS.rglob("run.json"))  # the soak's are in its soak.json
     assert len(paths) >= 6
     for path in paths:
         validate_run_json(path)
@@ -127,6 +129,37 @@ def test_evidence_is_summed_per_workload_and_kernel_with_the_lowest_run():
     assert f"(lowest {lowest:,.0f})" in summary
 
 
+def test_soak_report_from_soak_json():
+    data = load_json(SOAK / "soak.json")
+    report = report_data_for(SOAK)
+    assert report.title == f"kstress soak {data['soak_id']}"
+    assert len(report.runs) == len(data["iterations"]) and report.kernels == ["default 6.12.117"]
+    assert {(f.title, f.file) for f in report.findings} == {(f["title"], f["file"] or "") for f in data["findings"]}
+    (known,) = report.findings
+    assert known.known_issue and known.count == 1 and known.excerpt and known.repro.startswith("kstress run --repro")
+    it = next(i for i in data["iterations"] if i["findings"])
+    assert known.first_seen == pytest.approx(it["findings"][0]["seen"] - min(i["start"] for i in data["iterations"]))
+    assert {v.name: v.verdict for v in report.verdicts} == {"soak": "stable", "workload migrate_fork": "pass"}
+    assert len(report.evidence) == len(data["iterations"])
+    assert all(e.counters["pages migrated"] > 0 and e.counters["swap-ins"] == 0 for e in report.evidence)
+
+
+def test_soak_json_below_a_floor_or_interrupted_says_so(tmp_path):
+    data = load_json(SOAK / "soak.json")
+    data["iterations"][3]["workloads"]["migrate_fork"]["below_floor"] = [
+        {"counter": "pgmigrate_success", "per_minute": 12345.6, "floor": 30000.0}]
+    (tmp_path / "soak.json").write_text(json.dumps(data))
+    soak = report_data_for(tmp_path).verdicts[0]
+    assert soak.verdict == "unstable" and "pgmigrate_success 12,346/min below its floor 30,000/min" in soak.detail
+    data["exit_code"] = 130
+    (tmp_path / "soak.json").write_text(json.dumps(data))
+    assert report_data_for(tmp_path).verdicts[0].verdict == "interrupted"
+    del data["iterations"][0]["start"]
+    (tmp_path / "soak.json").write_text(json.dumps(data))
+    with pytest.raises(UsageError, match="soak.json: an iteration lacks 'start'"):
+        report_data_for(tmp_path)
+
+
 def test_a_clean_soak_below_an_evidence_floor_is_unstable():
     clean = [R.load_digest(RUNS / "20261128-052148-197d9c" / "run.json")]
     assert soak_verdicts(clean)[0].verdict == "stable"  # its one finding is a known issue: exit 0
@@ -173,7 +206,7 @@ def test_escaped_is_escaped_and_the_page_loads_nothing_from_outside():
 
 
 def test_kstress_report_writes_report_html_for_a_comparison_and_for_runs(tmp_path):
-    for src in (COMPARE, RUNS):
+    for src in (COMPARE, SOAK, RUNS):
         directory = copy(src, tmp_path)
         res = subprocess.run([sys.executable, "-m", "harness", "report", str(directory)], cwd=REPO,
                              capture_output=True, text=True)
@@ -185,15 +218,15 @@ def test_kstress_report_writes_report_html_for_a_comparison_and_for_runs(tmp_pat
 def test_kstress_report_of_a_directory_without_runs_is_a_usage_error(tmp_path):
     res = subprocess.run([sys.executable, "-m", "harness", "report", str(tmp_path)], cwd=REPO,
                          capture_output=True, text=True)
-    assert res.returncode == 2 and "no compare.json and no run.json" in res.stderr
+    assert res.returncode == 2 and "no compare.json, no soak.json and no run.json" in res.stderr
     assert "Traceback" not in res.stderr
 
 
 @needs_chromium
-@pytest.mark.parametrize("source", ["compare", "runs", "nasty"])
+@pytest.mark.parametrize("source", ["compare", "soak", "runs", "nasty"])
 def test_report_renders_in_headless_chromium(tmp_path, source):
-    if source == "compare":
-        report = compare_report(COMPARE)
+    if source in ("compare", "soak"):
+        report = report_data_for(COMPARE if source == "compare" else SOAK)
     else:
         report = nasty_report() if source == "nasty" else report_data_for(RUNS)
     page = write_report(report, tmp_path / REPORT_HTML)

@@ -59,7 +59,7 @@ def test_junit_and_archive_steps(text):
     assert re.search(r"junit\(testResults: 'results/merged/junit\.xml'", text)
     archive = re.search(r"archiveArtifacts\(artifacts: '([^']+)'", text)
     assert archive and "results/**" in archive.group(1) and "report.html" in archive.group(1)
-    assert "kstress report results" in script(text, "REPORT")
+    assert "kstress report results/merged" in script(text, "REPORT")
 
 
 def test_every_kstress_exit_code_is_mapped(text):

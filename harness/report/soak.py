@@ -1,40 +1,36 @@
 """A soak's report: its iterations' findings over time, evidence, stable or
 unstable, and each workload's pass or fail.
 
-The adapter takes one RunDigest per iteration (harness/report/runs.py).
-Today they come from the iterations' run.json files (``runs_in``). The
-soak.json of `kstress soak` (branch w-soak, modes/soak_record.py Iteration,
-as of this writing) maps onto them field by field; its reader builds the
-same digests and passes the evidence shortfalls, and nothing else changes:
+The adapter takes one RunDigest per iteration (harness/report/runs.py):
+from a soak's soak.json (modes/soak_report.py; a shard's, or the merge's) or,
+for any directory of runs, from the iterations' run.json files
+(``runs_in``). soak.json's iterations map onto the digests so:
 
     soak.json                                  RunDigest / WorkloadResult / Occurrence
     {"soak_id": ...,                           the report's title
+     "exit_code": 0 | 1 | 2 | 125 | 130,       the soak's verdict (with the shortfalls below)
      "iterations": [{
         "run_id": "20261128-...",              run_id
-        "kernel": "default",                   kernel (with "kernel_version": "6.12.117" appended)
+        "kernel": "default",                   kernel, with "kernel_version": "6.12.117" appended
         "seed": 7,                             seed
-        "start": 1795862941.6,                 start (epoch seconds)
-        "end": 1795863301.2,                   end
+        "start": 1795862941.6, "end": ...,     start, end (epoch seconds)
         "exit": 0 | 1 | 2 | 125 | 130,         exit_code
-        "repro": "kstress run ...",            repro
+        "repro": "kstress run --repro ...",    repro
         "workloads": {"migrate_fork": {        one WorkloadResult each, named by the key
-            "status": "passed" | ...,          status (its testcase's)
-            "message": "...",                  message
+            "status": "passed" | ...,          status (its testcase's), "message": message
             "seconds": 61.4,                   minutes = seconds / 60
-            "vmstat_delta": {"pswpin": 8488},  counters: EVIDENCE_COLUMNS from it (a counter absent is 0:
-                                               only counters that moved are kept)
-            "below_floor": [{"counter": "pswpout", "per_minute": 10.5, "floor": 100.0}]
-                                               -> shortfalls: "<run_id> <workload>: pswpout 10.5/min
-                                                  below its floor 100/min"
+            "vmstat_delta": {"pswpin": 8488},  counters: EVIDENCE_COLUMNS from it (only counters that
+                                               moved are kept: an absent one is 0)
+            "below_floor": [{"counter": ..., "per_minute": ..., "floor": ...}]   -> shortfalls
         }},
         "findings": [{"title": ..., "file": ... | null, "testcase": ..., "known_issue": ... | null,
                       "seen": 1795862955.4,    Occurrence.seconds = seen - start
-                      "excerpt": "..."}]       excerpt
+                      "excerpt": "..."}]
      }]}
 
 Verdicts: the soak is unstable when an iteration exited 1 (kernel findings;
 known issues do not count) or when a workload's evidence fell below its floor
-(the soak's "stable": false), stable when every iteration exited 0 and none
+(soak.json's "stable": false), stable when every iteration exited 0 and none
 fell short; otherwise the worst exit says (could not test, interrupted). A
 workload fails when its testcase failed in any iteration.
 """
@@ -43,11 +39,13 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 from harness.errors import EXIT_CLEAN, EXIT_FINDINGS, EXIT_INTERRUPTED, EXIT_USAGE, UsageError, worst_exit
 from harness.report import runs as R
 from harness.report.model import ReportData, VerdictRow
 
+SOAK_JSON = "soak.json"
 SOAK_VERDICT = {EXIT_CLEAN: "stable", EXIT_FINDINGS: "unstable", EXIT_INTERRUPTED: "interrupted",
                 EXIT_USAGE: "could not test"}  # anything else (125): could not test
 WORKLOAD_VERDICT = {"failure": "fail", "error": "error", "skipped": "skipped", "passed": "pass"}
@@ -57,18 +55,22 @@ def runs_in(directory: Path) -> list[Path]:
     """Every run.json under ``directory`` (itself a run's directory, or one holding many)."""
     paths = sorted(directory.rglob("run.json"))
     if not paths:
-        raise UsageError(f"{directory}: no compare.json and no run.json under it")
+        raise UsageError(f"{directory}: no compare.json, no soak.json and no run.json under it")
     return paths
 
 
-def soak_verdicts(runs: list[R.RunDigest], shortfalls: list[str] | None = None) -> list[VerdictRow]:
-    """``shortfalls``: evidence below its floor, one line each (soak.json's below_floor)."""
+def soak_verdicts(runs: list[R.RunDigest], shortfalls: list[str] | None = None,
+                  exit_code: int | None = None) -> list[VerdictRow]:
+    """``shortfalls``: evidence below its floor, one line each (soak.json's below_floor); ``exit_code``:
+    the soak's own (soak.json's, which knows an interrupted soak), else the worst iteration's."""
     codes = [r.exit_code for r in runs if r.exit_code is not None]
     tally = ", ".join(f"{codes.count(c)} exit {c}" for c in sorted(set(codes)))
     unfinished = len(runs) - len(codes)
     detail = f"{len(runs)} iteration(s): {tally or 'none finished'}" + (f", {unfinished} unfinished" if unfinished
                                                                         else "")
-    verdict = SOAK_VERDICT.get(worst_exit(codes), "could not test") if codes else "running"
+    if exit_code is None and codes:
+        exit_code = worst_exit(codes)
+    verdict = SOAK_VERDICT.get(exit_code, "could not test") if exit_code is not None else "running"
     if shortfalls and verdict == "stable":
         verdict = "unstable"
     if shortfalls:
@@ -86,12 +88,13 @@ def soak_verdicts(runs: list[R.RunDigest], shortfalls: list[str] | None = None) 
     return rows
 
 
-def soak_report(title: str, runs: list[R.RunDigest], shortfalls: list[str] | None = None) -> ReportData:
+def soak_report(title: str, runs: list[R.RunDigest], shortfalls: list[str] | None = None,
+                exit_code: int | None = None) -> ReportData:
     runs = sorted(runs, key=lambda r: (r.start is None, r.start or 0.0))
     zero = R.origin(runs)
     return ReportData(title=title, generated=time.time(), kernels=list(dict.fromkeys(r.kernel for r in runs)),
                       timeline=R.timeline(runs, zero), runs=R.run_spans(runs, zero), evidence=R.evidence(runs),
-                      findings=R.findings(runs, zero), verdicts=soak_verdicts(runs, shortfalls))
+                      findings=R.findings(runs, zero), verdicts=soak_verdicts(runs, shortfalls, exit_code))
 
 
 def soak_report_from_runs(paths: list[Path], title: str) -> ReportData:
@@ -101,3 +104,37 @@ def soak_report_from_runs(paths: list[Path], title: str) -> ReportData:
         run = R.load_digest(path)
         digests.setdefault(run.run_id, run)
     return soak_report(title, list(digests.values()))
+
+
+def iteration_digest(it: dict[str, Any]) -> R.RunDigest:
+    """One iteration of soak.json as the report's digest of a run."""
+    kernel = f"{it['kernel']} {it['kernel_version']}" if it.get("kernel_version") else str(it["kernel"])
+    workloads = []
+    for name, w in it.get("workloads", {}).items():
+        delta = w.get("vmstat_delta") or {}
+        counters = {col: int(delta.get(counter, 0)) for col, counter in R.EVIDENCE_COLUMNS.items()} if delta else {}
+        workloads.append(R.WorkloadResult(name, w.get("status", "passed"), w.get("message", ""),
+                                          w["seconds"] / 60 if w.get("seconds") else None, counters))
+    findings = [R.Occurrence(f["title"], f.get("file") or "", max(0.0, f["seen"] - it["start"]), f.get("excerpt", ""),
+                             f.get("testcase", ""), f.get("known_issue")) for f in it.get("findings", [])]
+    return R.RunDigest(it["run_id"], kernel, it["seed"], it["start"], it["end"], it["exit"], it.get("repro", ""),
+                       build=kernel, workloads=workloads, findings=findings)
+
+
+def shortfalls_of(it: dict[str, Any]) -> list[str]:
+    return [f"{it['run_id']} {name}: {s['counter']} {s['per_minute']:,.0f}/min below its floor {s['floor']:,.0f}/min"
+            for name, w in it.get("workloads", {}).items() for s in w.get("below_floor", [])]
+
+
+def soak_report_from_json(directory: Path) -> ReportData:
+    path = directory / SOAK_JSON
+    data = R.load_json(path)
+    for key in ("soak_id", "iterations", "exit_code"):
+        if key not in data:
+            raise UsageError(f"{path}: not a kstress soak.json (no {key!r})")
+    try:
+        runs = [iteration_digest(it) for it in data["iterations"]]
+    except (KeyError, TypeError) as exc:
+        raise UsageError(f"{path}: an iteration lacks {exc}") from None
+    return soak_report(f"kstress soak {data['soak_id']}", runs,
+                       [line for it in data["iterations"] for line in shortfalls_of(it)], data["exit_code"])
