@@ -9,7 +9,7 @@
 // anything scripted goes; a stage must have steps, the pipeline an agent and stages.
 //
 // usage: groovy jenkins_stub.groovy JENKINSFILE SCENARIOS.json  -> one JSON line per scenario
-// scenario: {"params": {...}, "soak": [code per shard], "merge": code, "report": code, "junit_failures": n}
+// scenario: {"params": {...}, "soak": [code per shard], "merge": code, "junit_failures": n}
 
 import groovy.json.JsonOutput
 import groovy.json.JsonSlurper
@@ -85,7 +85,6 @@ for (scenario in scenarios) {
         if (a.returnStatus != true) throw new PipelineError("sh without returnStatus: ${script}")
         if (script.contains('kstress soak')) return scenario.soak[(env.SHARD.split('/')[0] as Integer) - 1]
         if (script.contains('kstress merge')) return scenario.merge
-        if (script.contains('kstress report')) return scenario.report
         throw new PipelineError("unexpected script: ${script}")
     })
     binding.setVariable('junit', { Map a -> record('junit', a); if (scenario.junit_failures) worsen('UNSTABLE') })

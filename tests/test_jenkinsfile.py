@@ -58,8 +58,8 @@ def test_shards_run_on_kstress_agents_and_merge_on_one(text):
 def test_junit_and_archive_steps(text):
     assert re.search(r"junit\(testResults: 'results/merged/junit\.xml'", text)
     archive = re.search(r"archiveArtifacts\(artifacts: '([^']+)'", text)
-    assert archive and "results/**" in archive.group(1) and "report.html" in archive.group(1)
-    assert "kstress report results/merged" in script(text, "REPORT")
+    assert archive and "results/**" in archive.group(1) and "results/merged/report.html" in archive.group(1)
+    assert "--output results/merged" in script(text, "MERGE")  # kstress merge writes report.html there
 
 
 def test_every_kstress_exit_code_is_mapped(text):
@@ -120,16 +120,16 @@ def test_a_failed_setup_is_could_not_test(text, fake_workspace):
     assert (code, argv) == (125, None)
 
 
-SCENARIOS = [  # (shards, soak codes, merge, report, failed testcases in junit.xml) -> build result
-    ((2, [0, 0], 0, 0, 0), "SUCCESS"),
-    ((3, [1, 0, 0], 1, 0, 2), "UNSTABLE"),
-    ((2, [0, 0], 1, 0, 1), "UNSTABLE"),
-    ((2, [0, 125], 125, 0, 0), "FAILURE"),
-    ((2, [1, 125], 1, 0, 1), "FAILURE"),
-    ((1, [2], 0, 0, 0), "FAILURE"),
-    ((2, [0, 0], 0, 125, 0), "FAILURE"),
-    ((2, [130, 0], 0, 0, 0), "ABORTED"),
-    ((2, [130, 1], 1, 0, 1), "ABORTED"),
+SCENARIOS = [  # (shards, soak codes, merge, failed testcases in junit.xml) -> build result
+    ((2, [0, 0], 0, 0), "SUCCESS"),
+    ((3, [1, 0, 0], 1, 2), "UNSTABLE"),
+    ((2, [0, 0], 1, 1), "UNSTABLE"),
+    ((2, [0, 125], 125, 0), "FAILURE"),
+    ((2, [1, 125], 1, 1), "FAILURE"),
+    ((1, [2], 0, 0), "FAILURE"),
+    ((2, [0, 0], 125, 0), "FAILURE"),
+    ((2, [130, 0], 0, 0), "ABORTED"),
+    ((2, [130, 1], 1, 1), "ABORTED"),
 ]
 
 
@@ -149,8 +149,8 @@ def run_stub(jenkinsfile: Path, scenarios: list, tmp_path: Path) -> subprocess.C
 def test_the_jenkinsfile_runs_and_sets_the_build_result(tmp_path):
     scenarios = [{"params": {"SHARDS": str(n), "CONFIG": "nightly", "DURATION": "600", "KERNEL_SOURCE": "",
                              "KERNEL_REF": "", "PATCHES": ""},
-                  "soak": soak, "merge": merge, "report": report, "junit_failures": failures}
-                 for (n, soak, merge, report, failures), _ in SCENARIOS]
+                  "soak": soak, "merge": merge, "junit_failures": failures}
+                 for (n, soak, merge, failures), _ in SCENARIOS]
     res = run_stub(JENKINSFILE, scenarios, tmp_path)
     assert res.returncode == 0, res.stderr
     runs = [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
@@ -184,6 +184,6 @@ def test_the_stub_rejects_a_broken_jenkinsfile(tmp_path, broken, needle):
     bad = broken(text)
     assert bad != text
     (tmp_path / "Jenkinsfile").write_text(bad)
-    res = run_stub(tmp_path / "Jenkinsfile", [{"params": {"SHARDS": "1"}, "soak": [0], "merge": 0, "report": 0,
+    res = run_stub(tmp_path / "Jenkinsfile", [{"params": {"SHARDS": "1"}, "soak": [0], "merge": 0,
                                                "junit_failures": 0}], tmp_path)
     assert res.returncode != 0 and needle in res.stderr, res.stdout + res.stderr
