@@ -205,6 +205,14 @@ def test_escaped_is_escaped_and_the_page_loads_nothing_from_outside():
         ["https://example.invalid/", "//cdn.invalid/a.png"]  # the check itself sees what it must
 
 
+def test_a_finding_of_many_runs_folds_all_but_the_first_few():
+    runs = [f"run-{i}" for i in range(10)]
+    report = ReportData("t", 0.0, ["k"], findings=[FindingRow("BUG", "mm/x.c", 10, 1.0, 9.0, runs, list(range(10)), "",
+                                                              "")])
+    page = render(report)
+    assert "and 4 more</summary>" in page and all(f"run-{i}" in page for i in range(10))
+
+
 def test_kstress_report_writes_report_html_for_a_comparison_and_for_runs(tmp_path):
     for src in (COMPARE, SOAK, RUNS):
         directory = copy(src, tmp_path)

@@ -17,6 +17,7 @@ from harness.run.record import atomic_write_text
 REPORT_HTML = "report.html"
 GOOD = {"pass", "stable", "fixed", "no regression", "unchanged"}
 BAD = {"fail", "error", "unstable", "regression"}
+LISTED = 6  # runs (seeds, kernels) shown before the rest is folded
 
 STYLE = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 1.5em auto; max-width: 1400px; color: #222; padding: 0 1em; }
@@ -56,6 +57,15 @@ def _verdicts(rows: list[VerdictRow]) -> str:
         '<p class="muted">No verdicts.</p>'
 
 
+def _listing(items: list) -> str:
+    """A list that stays readable after a night of iterations: the first few, the rest folded."""
+    text = [escaped(x) for x in items]
+    if len(text) <= LISTED:
+        return ", ".join(text)
+    return (", ".join(text[:LISTED]) + f"<details><summary>and {len(text) - LISTED} more</summary>"
+            + ", ".join(text[LISTED:]) + "</details>")
+
+
 def _finding(i: int, f: FindingRow) -> str:
     known = f'<div class="muted">known issue: {escaped(f.known_issue)}</div>' if f.known_issue else ""
     repro = f"<div>reproduce: <code>{escaped(f.repro)}</code></div>" if f.repro else ""
@@ -64,8 +74,8 @@ def _finding(i: int, f: FindingRow) -> str:
     return (f'<tr class="finding{" known" if f.known_issue else ""}" id="finding-{i}">'
             f"<td>{escaped(f.title)}</td><td>{escaped(f.file or '–')}</td><td class=num>{f.count}</td>"
             f"<td>{duration(f.first_seen)}</td><td>{duration(f.last_seen)}</td>"
-            f"<td>{escaped(', '.join(f.kernels))}</td><td>{escaped(', '.join(f.run_ids))}</td>"
-            f"<td>{escaped(', '.join(map(str, f.seeds)))}</td><td>{known}{repro}{excerpt}</td></tr>\n")
+            f"<td>{_listing(f.kernels)}</td><td>{_listing(f.run_ids)}</td>"
+            f"<td>{_listing(f.seeds)}</td><td>{known}{repro}{excerpt}</td></tr>\n")
 
 
 def _findings(rows: list[FindingRow]) -> str:
