@@ -1,4 +1,4 @@
-"""The `kstress` command: run, build, scan, doctor, cache, compare, bisect, check, zoo, soak, merge.
+"""The `kstress` command: run, build, scan, doctor, cache, compare, bisect, check, zoo, soak, merge, report.
 
 Exit codes (git bisect run friendly): 0 clean, 1 kernel findings,
 2 usage or config error, 125 could not test, 130 interrupted.
@@ -35,6 +35,7 @@ from harness.modes.soak_report import summary as soak_summary
 from harness.modes.variants import VariantRuns
 from harness.modes.zoo import run_zoo
 from harness.paths import shipped_configs
+from harness.report import write_report_for
 from harness.run.repro import REPRO_PROPERTY, Repro, load_repro
 from harness.run.runner import Runner
 
@@ -195,6 +196,10 @@ def _parser() -> argparse.ArgumentParser:
     merge.add_argument("dirs", nargs="+", metavar="SOAK_DIR", help="soak directories of shards of one soak")
     merge.add_argument("--output", "-o", help="directory for the merged files (default: a new soak-merged-<id>/ "
                                               "beside the first)")
+
+    rep = sub.add_parser("report", help="(re)write report.html, the HTML report for people, of a comparison's "
+                                        "directory or of a directory of runs")
+    rep.add_argument("directory", type=Path, help="a compare directory (compare.json) or one holding run.json files")
     return p
 
 
@@ -343,9 +348,14 @@ def cmd_merge(args) -> int:
     return report.exit_code()
 
 
+def cmd_report(args) -> int:
+    print(write_report_for(args.directory))
+    return EXIT_CLEAN
+
+
 COMMANDS = {"run": cmd_run, "build": cmd_build, "scan": cmd_scan, "doctor": cmd_doctor, "cache": cmd_cache,
             "compare": cmd_compare, "bisect": cmd_bisect, "check": cmd_check, "zoo": cmd_zoo, "soak": cmd_soak,
-            "merge": cmd_merge}
+            "merge": cmd_merge, "report": cmd_report}
 
 
 def main(argv: list[str] | None = None) -> int:

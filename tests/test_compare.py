@@ -134,6 +134,8 @@ def test_comparison_runs_both_sides_with_the_same_seeds_and_writes_its_files(tmp
     doc = validate(c.dir / "junit.xml")
     classes = {tc.get("classname") for tc in doc.iter("testcase")}
     assert classes == {"kstress.compare.base", "kstress.compare.patched", "kstress.compare.verdict"}
+    report = (c.dir / "report.html").read_text()  # the fake runs left no run.json: compare.json alone
+    assert "inconclusive" in report and WARN[0] in report and "r1/run.json is missing" in report
 
 
 def test_a_side_that_cannot_build_stops_the_comparison_naming_the_side(tmp_path, monkeypatch):

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+from browser import CHROMIUM, open_page
 from junit_schema import validate
 from run_schema import validate_run_json
 
@@ -215,6 +216,11 @@ def test_compare_runs_base_and_fix_with_the_same_seed(kernel_cache, tmp_path):
     doc = validate(out / "junit.xml")
     assert {tc.get("classname") for tc in doc.iter("testcase")} >= {"kstress.compare.base", "kstress.compare.patched"}
     assert "base" in res.stdout and "pgmigrate_success per run" in res.stdout
+    page = (out / "report.html").read_text()  # beside compare.json, from the real runs' run.json
+    assert all(r["run_id"] in page for r in data["runs"]) and "run.json is missing" not in page
+    if CHROMIUM:
+        shown = open_page(out / "report.html", "document.querySelector('#timeline .main-svg .trace') !== null")
+        assert shown.ready and shown.errors() == [], shown.console
 
 
 def test_bisect_series_names_the_planted_patch(kernel_cache, tmp_path):

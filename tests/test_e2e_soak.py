@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from browser import CHROMIUM, open_page
 from junit_schema import validate
 from run_schema import validate_run_json, validate_soak_json
 from test_e2e_run import kstress, qemu_processes_mentioning, run_dir_of
@@ -44,6 +45,9 @@ def test_a_soak_iteration_and_its_repro(kernel_cache, tmp_path):
             ("kstress.soak.default.migrate_fork", "evidence floor")} <= set(cases)
     assert doc.findall(".//failure") == [] and doc.findall(".//error") == []
     assert res.stdout == (soak_dir / "summary.txt").read_text()
+    if CHROMIUM:  # report.html beside soak.json, drawn in a real browser
+        shown = open_page(soak_dir / "report.html", "document.querySelector('#timeline .main-svg .trace') !== null")
+        assert shown.ready and shown.errors() == [], shown.console
     run = validate_run_json(Path(it["run_dir"]) / "run.json")
     assert run["kstress"]["version"] and run["seed"] == 3
     assert not qemu_processes_mentioning(it["run_dir"])

@@ -396,6 +396,8 @@ def test_merge_joins_shards_and_deduplicates_across_them(tmp_path, capsys):
     assert [s["shard"] for s in data["shards"]] == [1, 2]
     validate(tmp_path / "merged" / "junit.xml")
     assert "3x WARNING in folio_x [mm/x.c]: FAILED" in (tmp_path / "merged" / "summary.txt").read_text()
+    page = (tmp_path / "merged" / "report.html").read_text()  # report.html beside soak.json, from it
+    assert page.count('<tr class="finding"') == 1 and ">unstable<" in page
     partial = mode.merge_soaks([str(shards[1].dir)], None)  # one shard alone: said, not hidden
     assert "(shard 2/2; without 1/2)" in summary(partial) and partial.dir.name.startswith("soak-merged-")
 

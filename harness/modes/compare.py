@@ -13,7 +13,7 @@ they are often what a comparison is about) the verdict is:
                 90% power would need at the observed rate.
 Significance: one-sided Fisher exact test at alpha 0.05 (modes/stats.py).
 Each run is an ordinary Runner run with its own results directory; the
-comparison's own files (compare.json, junit.xml, summary.txt) are rewritten
+comparison's own files (compare.json, junit.xml, summary.txt, report.html) are rewritten
 after every run, so an interrupted comparison keeps what it has.
 """
 
@@ -30,6 +30,7 @@ from harness.cache import atomic_write_json
 from harness.config import RunConfig, apply_overrides
 from harness.errors import EXIT_CLEAN, EXIT_COULD_NOT_TEST, EXIT_FINDINGS, CouldNotTest, UsageError
 from harness.modes.stats import ALPHA, fisher_greater, runs_for_power
+from harness.report import REPORT_HTML, compare_report, write_report
 from harness.run.junit import junit_xml
 from harness.run.record import CaseResult, RunRecord, atomic_write_text
 from harness.run.results import new_run_dir
@@ -235,3 +236,4 @@ class Comparison:
             "verdicts": [asdict(v) for v in found], "exit_code": exit_code(found, self.runs)})
         atomic_write_text(self.dir / "junit.xml", junit_xml(self.record(), suite_name="kstress-compare"))
         atomic_write_text(self.dir / "summary.txt", self.summary())
+        write_report(compare_report(self.dir), self.dir / REPORT_HTML)

@@ -1,6 +1,6 @@
 """A soak's results from its journal (or several shards' journals, for
-`kstress merge`): soak.json (soak.schema.json, format_version), summary.txt
-and junit.xml.
+`kstress merge`): soak.json (soak.schema.json, format_version), summary.txt,
+junit.xml and report.html (harness/report/, made from soak.json).
 
 Findings are de-duplicated across iterations (and shards) by title and
 file, as `kstress compare` matches them: each with its first and last
@@ -26,6 +26,7 @@ from pathlib import Path
 from harness.errors import EXIT_COULD_NOT_TEST, EXIT_INTERRUPTED, worst_exit
 from harness.modes.soak_plan import ROTATION, SoakPlan
 from harness.modes.soak_record import Iteration, Occurrence
+from harness.report import REPORT_HTML, soak_report_from_json, write_report
 from harness.run.junit import junit_xml
 from harness.run.record import CaseResult, RunRecord, atomic_write_text
 from harness.run.verdict import KERNEL_FAILURES
@@ -210,6 +211,7 @@ class SoakReport:
         atomic_write_text(self.dir / "soak.json", json.dumps(self.to_dict(), indent=1, sort_keys=True) + "\n")
         atomic_write_text(self.dir / "summary.txt", summary(self))
         atomic_write_text(self.dir / "junit.xml", junit_xml(junit_record(self), suite_name="kstress-soak"))
+        write_report(soak_report_from_json(self.dir), self.dir / REPORT_HTML)
 
 
 # ---------------------------------------------------------------- summary.txt
