@@ -187,6 +187,7 @@ def _parser() -> argparse.ArgumentParser:
                                                "recorded in plan.json)")
     soak.add_argument("--workload-duration", type=int, metavar="SECONDS",
                       help="seconds for every workload (default: the config's)")
+    _add_kernel_options(soak)
     soak.add_argument("--results", help="directory under which soak-<id>/ is made (default: the config's results)")
     soak.add_argument("--resume", metavar="SOAK_DIR",
                       help="continue the soak in SOAK_DIR for the rest of its time (its plan, its journal)")
@@ -330,11 +331,22 @@ def cmd_zoo(args) -> int:
                    args.cache, clean_patches=args.clean_patches)
 
 
+def _kernel_overrides(args) -> dict[str, str]:
+    """--source/--ref/--patches as given; paths made absolute, so that a plan
+    that keeps them means the same from any directory."""
+    out = {}
+    for name in ("source", "ref", "patches"):
+        value = getattr(args, name)
+        if value:
+            out[name] = str(Path(value).expanduser().resolve()) if name != "ref" and Path(value).exists() else value
+    return out
+
+
 def cmd_soak(args) -> int:
     duration = parse_duration(args.duration) if args.duration is not None else None
     shard = parse_shard(args.shard) if args.shard is not None else None
     soak = make_soak(args.config, duration, args.jobs, shard, args.results, args.resume, args.seed,
-                     args.workload_duration, args.cache)
+                     args.workload_duration, args.cache, kernel=_kernel_overrides(args))
     try:
         return soak.run()
     finally:

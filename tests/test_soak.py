@@ -499,3 +499,18 @@ def test_the_progress_line_is_redrawn_on_a_terminal_and_plain_in_a_log(capsys):
     ProgressLine(lambda: "soak: 2 iteration(s) done", tty=False).show()
     err = capsys.readouterr().err
     assert "\r" not in err and err.endswith("] soak: 2 iteration(s) done\n")
+
+
+def test_a_soak_of_another_kernel_keeps_it_in_its_plan_for_resume_and_shards(tmp_path):
+    series = tmp_path / "series"
+    series.mkdir()
+    kernel = {"patches": str(series)}
+    soak_dir, plan, cfg = mode.prepare(str(config(tmp_path)), 60, 1, None, str(tmp_path / "r"), None, 3, None, kernel)
+    assert plan.kernel_overrides == kernel and cfg.patches == str(series)
+    assert all(cfg.for_kernel(k).patches == str(series) for k in plan.kernels)  # every kernel of the rotation
+    _, again, resumed_cfg = mode.prepare(None, None, 1, None, None, str(soak_dir), None, None)
+    assert again.kernel_overrides == kernel and resumed_cfg.patches == str(series)
+    with pytest.raises(UsageError, match="--resume takes its plan"):
+        mode.prepare(None, None, 1, None, None, str(soak_dir), None, None, kernel)
+    _, plain, _ = mode.prepare(str(config(tmp_path)), 60, 1, None, str(tmp_path / "r"), None, 3, None)
+    assert "kernel_overrides differs" in plan.same_soak(plain)

@@ -223,16 +223,18 @@ def new_soak_dir(base: Path, plan: SoakPlan) -> Path:
 
 def prepare(config: str | None, duration: int | None, jobs: int, shard: tuple[int, int] | None,
             results: str | None, resume: str | None, seed: int | None,
-            workload_duration: int | None) -> tuple[Path, SoakPlan, RunConfig]:
+            workload_duration: int | None, kernel: dict[str, str] | None = None) -> tuple[Path, SoakPlan, RunConfig]:
     """The soak directory, its plan (new, or a resumed soak's) and its config; every
-    option is checked before a new directory is made."""
+    option is checked before a new directory is made. ``kernel``: --source, --ref
+    and --patches, kept in the plan so that a resume and every shard build the same."""
     if resume:
-        if any(x is not None for x in (config, shard, results, seed, workload_duration)):
+        if any(x is not None for x in (config, shard, results, seed, workload_duration)) or kernel:
             raise UsageError("--resume takes its plan from the soak directory: give no config, --shard, --seed, "
-                             "--workload-duration or --results (--duration sets a new total, --jobs the guests)")
+                             "--workload-duration, --source/--ref/--patches or --results (--duration sets a new "
+                             "total, --jobs the guests)")
         soak_dir = Path(resume).expanduser().resolve()
         plan = load_plan(SoakPlan, soak_dir, "soak")
-        cfg = load_config(plan.config)
+        cfg = apply_overrides(load_config(plan.config), **plan.kernel_overrides)
         if file_sha256(cfg.path) != plan.config_sha256:
             raise UsageError(f"{plan.config} changed since the soak began: a resume runs the config it began with")
         check_jobs(jobs, cfg)
@@ -251,10 +253,11 @@ def prepare(config: str | None, duration: int | None, jobs: int, shard: tuple[in
         raise UsageError("--shard needs --seed: every shard of one soak takes its iterations from the same seeds")
     if workload_duration is not None and workload_duration < 1:
         raise UsageError(f"--workload-duration {workload_duration}: expected at least 1 second")
-    cfg = load_config(config)
+    cfg = apply_overrides(load_config(config), **(kernel or {}))
     check_jobs(jobs, cfg)
     seed = seed if seed is not None else random.SystemRandom().randrange(1, 2**31 - 2**20)
     plan = SoakPlan.of(cfg, seed, duration, shard or (1, 1), workload_duration)
+    plan.kernel_overrides = dict(kernel or {})
     soak_dir = new_soak_dir(Path(results).expanduser().resolve() if results else cfg.results, plan)
     save_plan(soak_dir, plan)
     return soak_dir, plan, cfg
@@ -262,9 +265,9 @@ def prepare(config: str | None, duration: int | None, jobs: int, shard: tuple[in
 
 def make_soak(config: str | None, duration: int | None, jobs: int, shard: tuple[int, int] | None,
               results: str | None, resume: str | None, seed: int | None, workload_duration: int | None,
-              cache_dir: Path | None) -> Soak:
+              cache_dir: Path | None, kernel: dict[str, str] | None = None) -> Soak:
     """A new soak, or a resumed one, ready to run."""
-    soak_dir, plan, cfg = prepare(config, duration, jobs, shard, results, resume, seed, workload_duration)
+    soak_dir, plan, cfg = prepare(config, duration, jobs, shard, results, resume, seed, workload_duration, kernel)
     return Soak(soak_dir, plan, cfg, cache_dir, jobs)
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
@@ -79,6 +79,8 @@ class SoakPlan:
     shard: int = 1
     shards: int = 1
     workload_duration: int | None = None  # seconds for every workload (None: the config's)
+    # --source/--ref/--patches as given (absolute paths): the kernel instead of the config's
+    kernel_overrides: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def of(cls, cfg: RunConfig, seed: int, duration: int, shard: tuple[int, int],
@@ -101,7 +103,8 @@ class SoakPlan:
 
     def same_soak(self, other: SoakPlan) -> str:
         """Why ``other`` is not another shard of this soak ("" if it is)."""
-        for name in ("config_sha256", "seed", "shards", "kernels", "workloads", "workload_duration"):
+        for name in ("config_sha256", "seed", "shards", "kernels", "workloads", "workload_duration",
+                     "kernel_overrides"):
             if getattr(self, name) != getattr(other, name):
                 return f"{name} differs ({getattr(self, name)!r} and {getattr(other, name)!r})"
         return ""
