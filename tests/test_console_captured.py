@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.console import analyze_file
+from harness.console import analyze_file, analyze_text
 
 CAPTURED = Path(__file__).parent / "data" / "console-captured"
 BUG = "kernel BUG in "
@@ -50,3 +50,25 @@ def test_captured_console(log):
     assert raw == f.excerpt and ("kernel BUG at" in raw or "WARNING:" in raw)
     if callers:
         assert f.caller in callers
+
+
+def test_a_report_cut_by_another_cpus_oops_yields_to_that_oops():
+    # Two CPUs hit the swapops BUG at once; the first printed only its first
+    # line before the other's oops and panic. The finding is the whole report
+    # (titled by its stack, not "corrupted"); the cut one is its aftermath.
+    (f,) = [f for f in analyze_file(CAPTURED / "swapops-6.12-fault-cut-by-other-cpu-1.log") if not f.informational]
+    assert (f.title, f.corrupted, f.pid) == ("kernel BUG in migration_entry_wait_on_locked", False, 178)
+    assert f.aftermath == ["kernel BUG in corrupted", "kernel panic: Fatal exception"]
+
+
+def test_a_cut_report_keeps_the_title_when_what_follows_is_another_bug():
+    # The same console with the second report's BUG moved to another file (so
+    # another class): it is not the cut report's whole, so the cut one stays
+    # the finding, "corrupted", and the other is its aftermath.
+    text = (CAPTURED / "swapops-6.12-fault-cut-by-other-cpu-1.log").read_bytes().decode("utf-8", "replace")
+    second = "[   43.850404][  T178] kernel BUG at include/linux/swapops.h:505!"
+    assert text.count(second) == 1
+    text = text.replace(second, "[   43.850404][  T178] kernel BUG at mm/huge_memory.c:3471!")
+    (f,) = [f for f in analyze_text(text) if not f.informational]
+    assert (f.title, f.corrupted, f.cls) == ("kernel BUG in corrupted", True, "swapops_bug")
+    assert f.aftermath[0].startswith("kernel BUG in ")

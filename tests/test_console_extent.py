@@ -20,6 +20,7 @@ CAPTURED_ENDS = {
     "swapops-6.12-exit-zap-1.log": "[    3.512548][   T57] ---[ end trace 0000000000000000 ]---",
     "swapops-6.12-exit-zap-2-interleaved.log": "[    1.927290][   T80] ---[ end trace 0000000000000000 ]---",
     "swapops-6.12-exit-zap-no-time-guess-stall-1.log": "---[ end trace 0000000000000000 ]---",
+    "swapops-6.12-fault-cut-by-other-cpu-1.log": "[   43.861633][  T178] ---[ end trace 0000000000000000 ]---",
     "swapops-6.12-fault-1.log": "[    2.337749][   T54] ---[ end trace 0000000000000000 ]---",
     "swapops-6.12-fault-pmd-1.log": "[    3.624896][   T53] ---[ end trace 0000000000000000 ]---",
     "swapops-6.12-fork-1.log": "[    2.136379][   T51] ---[ end trace 0000000000000000 ]---",

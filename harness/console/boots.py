@@ -9,6 +9,11 @@ from typing import Iterable, List, Optional
 from .model import Finding
 from .signature import signature_of
 
+# Two CPUs that hit the same bug at once: the first report printed may be cut
+# short by the other's oops and panic. A complete report of the same class
+# starting this close after the cut one's end stands in for it.
+SIMULTANEOUS_BYTES = 4096
+
 
 def _short(title: str) -> str:
     return title if len(title) <= 100 else title[:97] + "..."
@@ -54,7 +59,13 @@ def group(events: Iterable, first_content: int = 0) -> List[Finding]:
         if finding.kernel_version is None:
             finding.kernel_version = version
         if fatal or (culprit is not None and rule.ends_previous_report):
-            culprit.aftermath.append(_short(finding.title))
+            if _stands_in_for(finding, culprit):
+                findings[findings.index(culprit)] = seen[finding.signature] = finding
+                seen.pop(culprit.signature, None)
+                finding.aftermath[:0] = [_short(culprit.title), *culprit.aftermath]
+                culprit, fatal = finding, fatal or rule.fatal
+            else:
+                culprit.aftermath.append(_short(finding.title))
             ended = True
             continue
         if finding.signature in seen and not finding.informational:
@@ -68,6 +79,14 @@ def group(events: Iterable, first_content: int = 0) -> List[Finding]:
             fatal = True
             ended = True
     return findings
+
+
+def _stands_in_for(finding: Finding, culprit: Finding) -> bool:
+    """Is ``finding`` the whole report of the bug whose first report, ``culprit``,
+    another CPU cut short?"""
+    return (culprit.corrupted and not finding.corrupted and not finding.informational
+            and finding.cls == culprit.cls and not culprit.aftermath
+            and 0 <= finding.start - culprit.end <= SIMULTANEOUS_BYTES)
 
 
 def _reboot(offset: int, boot: int) -> Finding:
