@@ -272,6 +272,15 @@ def test_an_interrupted_soak_resumes_and_redoes_only_what_never_finished(tmp_pat
         resumed(soak.dir, clock, duration=10)
 
 
+def test_a_resumed_soaks_progress_counts_the_earlier_findings_from_the_start(tmp_path):
+    warn = ("finding", "thp_split", "WARNING in deferred_split_folio", "mm/huge_memory.c", None)
+    soak_standin.reset(clock := FakeClock(), {8: [warn]})
+    soak = new_soak(tmp_path, duration=300, clock=clock)
+    soak.run()
+    again = resumed(soak.dir, clock, duration=600)
+    assert again.progress_text().endswith("3 iteration(s) done, 0 running; 1 finding(s), 1 not known issues")
+
+
 def test_resume_refuses_other_options_a_changed_config_and_non_soak_directories(tmp_path):
     soak_standin.reset(clock := FakeClock())
     soak = new_soak(tmp_path, duration=100, clock=clock)

@@ -102,7 +102,9 @@ class Soak:
         self.running: set[int] = set()
         self.broken: dict[str, str] = {}  # kernel -> its build failure: not tried again this session
         self.session_start = clock()
-        self.report: SoakReport | None = None
+        # A resumed soak's progress counts the earlier sessions' findings from its first line.
+        self.report: SoakReport | None = SoakReport(soak_dir.name, soak_dir, [earlier], self.floors) \
+            if earlier.iterations else None
         self.failure: BaseException | None = None  # a worker thread's unexpected exception
         self.progress = ProgressLine(self.progress_text)
 
