@@ -48,12 +48,18 @@ def test_zoo_catches_two_mutants_journals_and_resumes(kernel_cache, tmp_path):
     assert "swapops_bug" not in rows[MUTANTS[0]]  # the table names titles, the header the class
     assert " 1/1 " in rows[MUTANTS[0]] and "kernel BUG in " in rows[MUTANTS[0]]
     assert " 1/1 " in rows[MUTANTS[1]] and "WARNING in " in rows[MUTANTS[1]]
-    # The WARNING does not stop the guest: the watch did, and the workload's record says so.
+    # The WARNING does not stop the guest: the watch does, and the workload's record says so.
     warned = validate_run_json(f"{entries[3]['run_dir']}/run.json")
     workload = warned["workloads"]["migrate_fork"]
     why = f"{entries[3]}\n{workload}\n{res.stderr[-5000:]}"
     assert "console watch:" not in res.stderr, why  # no look at the console failed
-    assert workload["exit_status"] is None and workload["seconds"] < DURATION - 10, why
+    if workload["exit_status"] is None:  # the watch stopped the guest, the workload with it
+        assert workload["seconds"] < DURATION - 10, why
+    else:
+        # The bug may kill the workload itself first (SIGSEGV, 139, was seen
+        # 0.4 s in): then it ended while the watch waited for the report to
+        # end, long before its 120 s.
+        assert workload["seconds"] <= entries[3]["seconds"] + 20, why
     assert not warned["guest_events"], why
 
     again = kstress(["zoo", "--resume", str(zoo_dir)], kernel_cache)
