@@ -8,7 +8,6 @@ planted-bug kernel is an incremental rebuild of the clean one.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -24,6 +23,8 @@ from junit_schema import validate
 from run_schema import validate_run_json
 
 from harness.kernel.build import DEFAULT_SOURCE
+from harness.kernel.source import Source
+from harness.modes.bisect import bisect_clone_dir
 
 REPO = Path(__file__).resolve().parents[1]
 PLANTED = REPO / "zoo" / "swapops-unlock-before-remove-ptes.patch"
@@ -288,8 +289,10 @@ def test_bisect_commits_names_the_planted_commit(kernel_cache, tmp_path):
 def _drop_bisect_clone(cache: Path, repo: Path) -> None:
     """The clone, its working copy and build directory are per repository path:
     this test's would only fill a kept KSTRESS_TEST_CACHE."""
-    clone = cache / "bisect" / ("repo-" + hashlib.sha256(str(repo.resolve()).encode()).hexdigest()[:16])
-    work_id = "dir-" + hashlib.sha256(str(clone).encode()).hexdigest()[:20]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("KSTRESS_CACHE", str(cache))
+        clone = bisect_clone_dir(repo)
+    work_id = Source("directory", clone, "").work_id
     for p in [clone, *(cache / "kernel" / "work").glob(f"{work_id}*"), *(cache / "kernel" / "obj").glob(f"{work_id}*")]:
         if p.is_dir():
             shutil.rmtree(p, ignore_errors=True)
