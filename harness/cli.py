@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import signal
 import sys
 import traceback
@@ -60,8 +61,10 @@ def _add_step_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--title", help="the target finding's title (default: the first finding seen)")
     p.add_argument("--title-regex", action="store_true", help="--title is a regular expression")
     p.add_argument("--file", help="the target finding's source file, e.g. include/linux/swapops.h")
-    p.add_argument("--match", default="title,file", choices=("title,file", "title"),
-                   help="what identifies the target (default: title,file)")
+    p.add_argument("--site", help="the target's own site, FILE:LINE of its 'kernel BUG at' or 'WARNING: ... at' "
+                                  "line: any report from there matches, whatever its title")
+    p.add_argument("--match", default="site,title,file", choices=("site,title,file", "title,file", "title"),
+                   help="what identifies the target (default: its site, or its title and file)")
     p.add_argument("--target-run", help="a failing run's results directory: its first finding is the target")
     p.add_argument("--results", help="directory for results/<bisect-id>/")
     p.add_argument("--duration", type=int, help="seconds for every workload")
@@ -74,9 +77,11 @@ def _target(args) -> Target | None:
         t = Target.from_run(Path(args.target_run))
         t.match = match
         return t
-    if args.file and not args.title:
-        raise UsageError("--file needs --title")
-    return Target(args.title, args.file, match, args.title_regex) if args.title else None
+    if (args.file or args.site) and not args.title:
+        raise UsageError(f"{'--file' if args.file else '--site'} needs --title")
+    if args.site and not re.fullmatch(r"[^:\s]+:\d+", args.site):
+        raise UsageError(f"--site {args.site}: expected FILE:LINE, e.g. include/linux/swapops.h:505")
+    return Target(args.title, args.file, match, args.title_regex, args.site) if args.title else None
 
 
 def _parser() -> argparse.ArgumentParser:

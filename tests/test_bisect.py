@@ -13,13 +13,15 @@ from junit_schema import validate
 
 from harness.cli import main
 from harness.config import load_config
+from harness.console import analyze_file
 from harness.console.model import Finding
 from harness.errors import CouldNotTest, UsageError
 from harness.modes import bisect as bis
 from harness.modes.bisect import Bisection, CommitCandidates, SeriesCandidates, Target
-from harness.run.record import FindingRecord, KernelRecord, RunRecord
+from harness.run.record import FindingRecord, GuestEvent, KernelRecord, RunRecord
 
 SERIES = Path(__file__).resolve().parent / "data" / "bisect-series"
+CAPTURED = Path(__file__).resolve().parent / "data" / "console-captured"
 SWAPOPS = Finding(cls="bug", type="BUG", title="kernel BUG at include/linux/swapops.h:LINE!",
                   file="include/linux/swapops.h")
 OTHER = Finding(cls="warning", type="WARNING", title="WARNING in deferred_split_folio", file="mm/huge_memory.c")
@@ -28,11 +30,17 @@ OTHER = Finding(cls="warning", type="WARNING", title="WARNING in deferred_split_
 class FakeRunner:
     """Hits SWAPOPS when patch 3 of the series is applied (on every run, or on
     seeds in ``hit_seeds``); a series of a length in ``broken`` does not build;
-    the deferred-split warning shows on odd seeds and must decide nothing."""
+    the deferred-split warning shows on odd seeds and must decide nothing.
+    On seeds in ``crash_seeds`` another crash kills the guest first, before
+    any target; on seeds in ``other_path_seeds`` the target's BUG_ON is reached
+    through another function (``other_path``), as a real kernel does."""
 
     calls: list = []
     broken: set = set()
     hit_seeds: set | None = None
+    crash_seeds: set = set()
+    other_path_seeds: set = set()
+    other_path: Finding | None = None
 
     def __init__(self, cfg, cache_dir=None):
         self.cfg = cfg
@@ -50,7 +58,13 @@ class FakeRunner:
             raise CouldNotTest(f"patch {applied[-1]} does not apply: mm/x.c")
         self.record.kernel = KernelRecord("k", "/k", True, "c", {})
         bad = any(p.startswith("0003") for p in applied)
-        if bad and (FakeRunner.hit_seeds is None or self.cfg.seed in FakeRunner.hit_seeds):
+        if self.cfg.seed in FakeRunner.crash_seeds:
+            crash = Finding(cls="gpf", type="GPF", title="general protection fault in mix_pool_bytes")
+            self.record.findings.append(FindingRecord("migrate_fork", None, crash))
+            self.record.guest_events.append(GuestEvent("migrate_fork", "GuestDied", "Kernel panic"))
+        elif bad and self.cfg.seed in FakeRunner.other_path_seeds:
+            self.record.findings.append(FindingRecord("migrate_fork", None, FakeRunner.other_path))
+        elif bad and (FakeRunner.hit_seeds is None or self.cfg.seed in FakeRunner.hit_seeds):
             self.record.findings.append(FindingRecord("migrate_fork", None, SWAPOPS))
         if self.cfg.seed % 2:
             self.record.findings.append(FindingRecord("migrate_fork", "known", OTHER))
@@ -61,6 +75,7 @@ class FakeRunner:
 @pytest.fixture
 def fake(monkeypatch):
     FakeRunner.calls, FakeRunner.broken, FakeRunner.hit_seeds = [], set(), None
+    FakeRunner.crash_seeds, FakeRunner.other_path_seeds, FakeRunner.other_path = set(), set(), None
     monkeypatch.setattr(bis, "Runner", FakeRunner)
     return FakeRunner
 
@@ -149,6 +164,58 @@ def test_target_matching_by_title_and_file_or_title_only():
     assert Target(r"^kernel BUG at include/linux/swapops\.h", regex=True).matches(SWAPOPS)
 
 
+def captured_swapops(name: str) -> Finding:
+    (f,) = [f for f in analyze_file(CAPTURED / name) if not f.informational]
+    return f
+
+
+def test_one_bug_on_reached_through_a_fault_or_a_fork_is_one_target_by_its_site():
+    # Two real consoles of the planted swapops bug: the BUG_ON at swapops.h:505
+    # met in a fault and in a fork. Their titles differ; their site does not.
+    fault, fork = captured_swapops("swapops-6.12-fault-1.log"), captured_swapops("swapops-6.12-fork-1.log")
+    assert fault.title != fork.title and fault.file == fork.file == "include/linux/swapops.h"
+    target = Target.of(fault)
+    assert target.site == f"include/linux/swapops.h:{fault.line}" and target.matches(fork)
+    assert "or any report at include/linux/swapops.h:" in target.describe()
+    assert not Target(fault.title, fault.file, match=("title", "file"), site=target.site).matches(fork)
+    elsewhere = Finding(cls=fork.cls, type=fork.type, title=fork.title, file=fork.file, line=fork.line + 1)
+    assert not target.matches(elsewhere)  # another BUG_ON of the same header
+
+
+def test_the_target_reached_through_another_function_is_still_bad(tmp_path, fake):
+    # CI saw it: step "patches 1..3" hit the swapops BUG_ON under another title
+    # and was judged good, so the bisection named patch 4.
+    site = Finding(cls="bug", type="BUG", title="kernel BUG in swap_entry_migration_sync",
+                   file="include/linux/swapops.h", line=505)
+    fake.hit_seeds = {2}
+    fake.other_path_seeds = {3, 4, 5, 6, 7, 8}
+    fake.other_path = Finding(cls="bug", type="BUG", title="kernel BUG in migration_entry_wait_on_locked",
+                              file="include/linux/swapops.h", line=505)
+    b = Bisection(load_config("quick"), SeriesCandidates(SERIES), Target.of(site), 1, tmp_path / "res", seed=3)
+    assert b.run() == 1 and b.labels[b.first_bad].startswith("03"), b.summary()
+    assert [(s.index, s.verdict) for s in b.steps] == [(4, "bad"), (-1, "good"), (1, "good"), (2, "bad")]
+
+
+def test_a_run_another_crash_cut_short_is_inconclusive_and_replaced(tmp_path, fake):
+    fake.crash_seeds = {2}  # each step's first run: the guest dies of another bug
+    b = bisect_series(tmp_path, runs=2, target=Target(SWAPOPS.title, SWAPOPS.file))
+    assert b.run() == 1 and b.labels[b.first_bad].startswith("03"), b.summary()
+    good_end = b.steps[1]
+    assert good_end.verdict == "good" and [r.seed for r in good_end.runs] == [2, 3, 4]
+    assert good_end.runs[0].cut_short == "GuestDied during migrate_fork" and good_end.tested == 2
+    assert json.loads((b.dir / "bisect.json").read_text())["steps"][1]["runs"][0]["cut_short"]
+
+
+def test_a_step_every_run_of_which_another_crash_cut_short_is_skipped(tmp_path, fake):
+    fake.crash_seeds = {2, 3}
+    b = bisect_series(tmp_path, runs=1, target=Target(SWAPOPS.title, SWAPOPS.file))
+    with pytest.raises(CouldNotTest, match="did not reproduce"):
+        b.run()
+    (bad_end,) = b.steps
+    assert bad_end.verdict == "skip" and [r.seed for r in bad_end.runs] == [2, 3]
+    assert bad_end.reason == "another crash cut every run short (GuestDied during migrate_fork)"
+
+
 def test_target_from_a_reference_run(tmp_path):
     rec = RunRecord(run_id="x", seed=1, config={})
     rec.findings = [FindingRecord("boot", None, Finding(cls="info", type="OOM", title="oom", informational=True)),
@@ -213,6 +280,8 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, capsys, fake):
     assert main(["bisect", "quick", "--series", str(SERIES), "--runs", "0", "--results", str(tmp_path)]) == 2
     assert "--runs 0: expected at least 1" in capsys.readouterr().err
     assert main(["check", "quick", "--file", "mm/x.c"]) == 2
+    assert main(["check", "quick", "--title", "t", "--site", "include/linux/swapops.h"]) == 2
+    assert "--site include/linux/swapops.h: expected FILE:LINE" in capsys.readouterr().err
 
 
 def test_check_is_one_step_with_bisect_run_exit_codes(tmp_path, fake, capsys):

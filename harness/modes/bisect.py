@@ -5,8 +5,13 @@ A step builds one candidate (the first k patches of a series, or one commit)
 and runs the config on it until the **target** finding shows (bad) or N runs
 stay clean of it (good). The target is matched by title and file, not by the
 full stack signature: the same race reached through compaction instead of
-move_pages has other frames. Other findings are recorded and decide nothing;
-a candidate that does not build or whose patches do not apply is skipped.
+move_pages has other frames. A report's own site (the file:line of "kernel
+BUG at" or "WARNING: ... at") matches too, whatever function the title names:
+one BUG_ON in swapops.h is reached through a fault, a fork or a zap, and each
+names another function. Other findings decide nothing, except that a run
+another crash cut short (the guest died or hung before the target showed) is
+inconclusive: it is not one of the N clean runs. A candidate that does not
+build or whose patches do not apply is skipped.
 
 Races make "good" a probability: the bad end is run N times first, its hit
 rate r measured, and every good verdict carries a miss chance (1 - r)^runs.
@@ -38,27 +43,36 @@ from harness.run.record import CaseResult, RunRecord, atomic_write_text
 from harness.run.results import new_run_dir
 from harness.run.runner import Runner
 
-MATCH_FIELDS = ("title", "file")
+MATCH_FIELDS = ("site", "title", "file")
 
 
 @dataclass
 class Target:
     """The finding a step looks for: its title (a regular expression when
-    ``regex``) and, unless ``match`` leaves it out, its source file."""
+    ``regex``) and, unless ``match`` leaves it out, its source file; or, when
+    ``match`` has "site", any report from the same statement (``site``)."""
 
     title: str
     file: str | None = None
     match: tuple[str, ...] = MATCH_FIELDS
     regex: bool = False
+    site: str | None = None  # "include/linux/swapops.h:505": where the report says it fired
 
     def matches(self, f: Finding) -> bool:
+        if "site" in self.match and self.site and site_of(f) == self.site:
+            return True
         ok_title = re.search(self.title, f.title) is not None if self.regex else f.title == self.title
         ok_file = "file" not in self.match or not self.file or f.file == self.file
         return ok_title and ok_file
 
     def describe(self) -> str:
         where = f" [{self.file}]" if self.file and "file" in self.match else ""
-        return f"{'/' + self.title + '/' if self.regex else self.title}{where}"
+        also = f" or any report at {self.site}" if self.site and "site" in self.match else ""
+        return f"{'/' + self.title + '/' if self.regex else self.title}{where}{also}"
+
+    @classmethod
+    def of(cls, f: Finding) -> Target:
+        return cls(f.title, f.file, site=site_of(f))
 
     @classmethod
     def from_run(cls, run_dir: Path) -> Target:
@@ -70,7 +84,8 @@ class Target:
             raise UsageError(f"--target-run {run_dir}: cannot read its run.json ({exc})") from None
         for f in findings:  # run.json's findings are flat: the Finding's fields plus testcase
             if not f.get("informational"):
-                return cls(f["title"], f.get("file"))
+                return cls.of(Finding(f.get("cls", ""), f.get("type", ""), f["title"], file=f.get("file"),
+                                      line=f.get("line")))
         raise UsageError(f"--target-run {run_dir}: the run has no kernel finding to bisect")
 
 
@@ -81,6 +96,12 @@ class StepRun:
     exit_code: int | None
     hit: bool  # the target showed
     others: list[str]  # titles of the findings that are not the target
+    cut_short: str = ""  # why the run ended before it could show the target (another crash)
+
+    @property
+    def tested(self) -> bool:
+        """Ran the kernel long enough to count: hit, or clean for its whole length."""
+        return self.exit_code in (EXIT_CLEAN, EXIT_FINDINGS) and (self.hit or not self.cut_short)
 
 
 @dataclass
@@ -98,19 +119,32 @@ class Step:
 
     @property
     def tested(self) -> int:
-        return sum(r.exit_code in (EXIT_CLEAN, EXIT_FINDINGS) for r in self.runs)
+        return sum(r.tested for r in self.runs)
+
+
+def site_of(f: Finding) -> str | None:
+    """file:line of the statement a report names itself ("kernel BUG at
+    include/linux/swapops.h:505!", "WARNING: ... at mm/migrate.c:300"), if any."""
+    return f"{f.file}:{f.line}" if f.file and f.line is not None else None
 
 
 def first_target(record: RunRecord, target: Target | None) -> tuple[bool, Target | None]:
     """(hit, target): with no target yet, the run's first kernel finding becomes it."""
     kernel = [f.finding for f in record.findings if not f.finding.informational]
     if target is None and kernel:
-        target = Target(kernel[0].title, kernel[0].file)
+        target = Target.of(kernel[0])
     return (target is not None and any(target.matches(f) for f in kernel)), target
 
 
+def cut_short(record: RunRecord) -> str:
+    """Why the guest stopped before the workloads' end: it died, hung or went silent."""
+    return "; ".join(f"{e.event} during {e.during}" for e in record.guest_events)
+
+
 class Checker:
-    """Runs one candidate's config until the target shows or ``runs`` runs stay clean of it."""
+    """Runs one candidate's config until the target shows or ``runs`` runs stay
+    clean of it. Runs another crash cut short do not count, and are replaced by
+    more runs, up to twice ``runs`` in all."""
 
     def __init__(self, runs: int, results: Path, cache_dir: Path | None, seed: int):
         if runs < 1:
@@ -119,7 +153,9 @@ class Checker:
 
     def check(self, step: Step, cfg: RunConfig, target: Target | None, stop_at_hit: bool = True) -> Target | None:
         t0 = time.monotonic()
-        for j in range(self.runs):
+        for j in range(2 * self.runs):
+            if step.tested >= self.runs:
+                break
             seed = self.seed + j  # the same seeds at every step
             runner = Runner(apply_overrides(cfg, seed=seed, results=self.results / f"step{step.index:+03d}"),
                             self.cache_dir)
@@ -131,16 +167,21 @@ class Checker:
                     break
             hit, target = first_target(runner.record, target)
             others = [f.finding.title for f in runner.record.findings if not (target and target.matches(f.finding))]
-            step.runs.append(StepRun(runner.record.run_id, seed, runner.record.exit_code, hit, others))
-            log.info(f"step {step.label}: run {j + 1}/{self.runs} seed {seed}: "
-                     f"{'target hit' if hit else 'clean of the target'} (exit {runner.record.exit_code})")
+            run = StepRun(runner.record.run_id, seed, runner.record.exit_code, hit, others, cut_short(runner.record))
+            step.runs.append(run)
+            outcome = ("target hit" if hit else f"inconclusive, cut short by {run.cut_short}" if run.cut_short
+                       else "clean of the target")
+            log.info(f"step {step.label}: run {j + 1} (of {self.runs} needed) seed {seed}: {outcome} "
+                     f"(exit {runner.record.exit_code})")
             if hit and stop_at_hit:
                 break
         if not step.verdict:
             if step.hits:
                 step.verdict = "bad"
             elif step.tested == 0:
-                step.verdict, step.reason = "skip", "no run could test the kernel"
+                cut = "; ".join(sorted({r.cut_short for r in step.runs if r.cut_short}))
+                step.verdict, step.reason = "skip", (f"another crash cut every run short ({cut})" if cut
+                                                     else "no run could test the kernel")
             else:
                 step.verdict = "good"
         step.seconds = round(time.monotonic() - t0, 1)
